@@ -1,0 +1,1 @@
+# build rules for guest (included from Makefile.am)

@@ -1,0 +1,1 @@
+# build rules for man (included from Makefile.am)

@@ -1,0 +1,1 @@
+# build rules for src/core/net (included from Makefile.am)

@@ -1,0 +1,1 @@
+# build rules for src/core/pkg (included from Makefile.am)

@@ -1,0 +1,1 @@
+# build rules for src/core/store (included from Makefile.am)

@@ -1,0 +1,94 @@
+/*
+ * Small helpers shared by every module: scope-bound cleanup of resources,
+ * ownership hand-off, checked number parsing and a few string utilities.
+ */
+#ifndef DRAFTER_UTIL_H
+#define DRAFTER_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		(void)close(*fd);
+		errno = saved;
+	}
+}
+
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		(void)fclose(*f);
+}
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Define a cleanup function for a pointer type freed by FUNC(ptr). */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)        \
+	static inline void func##p(type *p)            \
+	{                                              \
+		if (*p)                                \
+			func(*p);                      \
+	}
+
+/* Hand ownership on: return the value and leave the variable empty. */
+#define TAKE_PTR(p)                               \
+	({                                        \
+		__typeof__(p) _p_ = (p);          \
+		(p) = NULL;                       \
+		_p_;                              \
+	})
+#define TAKE_FD(fd)                     \
+	({                              \
+		int _fd_ = (fd);        \
+		(fd) = -EBADF;          \
+		_fd_;                   \
+	})
+
+/* Checked parsers: 0 on success, -EINVAL on junk, -ERANGE when out of range. */
+int parse_u64(const char *s, uint64_t *out);
+int parse_i64(const char *s, int64_t *out);
+int parse_u32(const char *s, uint32_t *out);
+int parse_bool(const char *s, bool *out);
+/* "500ms", "1m0s", "1h2m3.5s", "250" (nanoseconds when no unit) → nanoseconds. */
+int parse_duration_ns(const char *s, uint64_t *out);
+/* "64KiB", "1MiB", "4096", "2G" → bytes. */
+int parse_size(const char *s, uint64_t *out);
+/* Format nanoseconds the way Go's time.Duration prints them ("1m0s", "500ms"). */
+void format_duration(uint64_t ns, char *buf, size_t len);
+/* "1.5 GiB" style, for progress and reports. */
+void format_bytes(uint64_t bytes, char *buf, size_t len);
+
+bool str_empty(const char *s);
+bool str_eq(const char *a, const char *b);
+bool str_startswith(const char *s, const char *prefix);
+/* strdup that aborts on out-of-memory; NULL stays NULL. */
+char *xstrdup(const char *s);
+void *xcalloc(size_t n, size_t size);
+void *xreallocarray(void *p, size_t n, size_t size);
+
+/* Create every missing parent directory of PATH (mode 0755). */
+int mkdir_parents(const char *path);
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+
+#endif

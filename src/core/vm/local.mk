@@ -1,0 +1,1 @@
+# build rules for src/core/vm (included from Makefile.am)

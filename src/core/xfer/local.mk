@@ -1,0 +1,1 @@
+# build rules for src/core/xfer (included from Makefile.am)
