@@ -1,0 +1,184 @@
+/*
+ * The file provider: a device backed by one regular file (or block device),
+ * read and written with pread/pwrite, so it is safe from many threads.
+ * Holes are reported through SEEK_DATA so that all-zero ranges of a sparse
+ * base need not be read or sent.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "core/store/store-internal.h"
+
+struct file_provider {
+	struct store_provider prov;
+	int fd;
+	bool rdonly;
+	uint64_t size;
+	char *path;
+};
+
+static struct file_provider *to_file(struct store_provider *p)
+{
+	return (struct file_provider *)p;
+}
+
+/* Clip [off, off+len) to the provider's size. */
+static size_t clip(uint64_t size, size_t len, uint64_t off)
+{
+	if (off >= size)
+		return 0;
+	return (uint64_t)len > size - off ? (size_t)(size - off) : len;
+}
+
+static ssize_t file_read_at(struct store_provider *p, void *buf, size_t len, uint64_t off)
+{
+	struct file_provider *f = to_file(p);
+	size_t want = clip(f->size, len, off), done = 0;
+
+	while (done < want) {
+		ssize_t n = pread(f->fd, (char *)buf + done, want - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			/* the file shrank under us: what is missing reads as zeros */
+			memset((char *)buf + done, 0, want - done);
+			break;
+		}
+		done += (size_t)n;
+	}
+	return (ssize_t)want;
+}
+
+static ssize_t file_write_at(struct store_provider *p, const void *buf, size_t len, uint64_t off)
+{
+	struct file_provider *f = to_file(p);
+	size_t want = clip(f->size, len, off), done = 0;
+
+	if (f->rdonly)
+		return -EROFS;
+	while (done < want) {
+		ssize_t n =
+		    pwrite(f->fd, (const char *)buf + done, want - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return (ssize_t)want;
+}
+
+static uint64_t file_size(struct store_provider *p)
+{
+	return to_file(p)->size;
+}
+
+static int file_flush(struct store_provider *p)
+{
+	struct file_provider *f = to_file(p);
+
+	if (f->rdonly)
+		return 0;
+	return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+static void file_close(struct store_provider *p)
+{
+	struct file_provider *f = to_file(p);
+
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->path);
+	free(f);
+}
+
+static int file_is_zero(struct store_provider *p, uint64_t off, uint64_t len)
+{
+	struct file_provider *f = to_file(p);
+
+	if (off >= f->size || len == 0)
+		return 1;
+	off_t data = lseek(f->fd, (off_t)off, SEEK_DATA);
+	if (data < 0)
+		return errno == ENXIO ? 1 : 0; /* ENXIO: no data after OFF */
+	return (uint64_t)data >= off + len ? 1 : 0;
+}
+
+static const struct store_ops file_ops = {
+	.name = "file",
+	.read_at = file_read_at,
+	.write_at = file_write_at,
+	.size = file_size,
+	.flush = file_flush,
+	.close = file_close,
+	.is_zero = file_is_zero,
+};
+
+int store_file_open(const char *path, enum store_file_mode mode, uint64_t size,
+                    struct store_provider **out)
+{
+	int flags = O_CLOEXEC | (mode == STORE_FILE_RDONLY ? O_RDONLY : O_RDWR);
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+
+	if (mode == STORE_FILE_CREATE)
+		flags |= O_CREAT;
+	if (size > STORE_MAX_DEVICE_SIZE)
+		return -EFBIG;
+	fd = open(path, flags, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+		if (end < 0)
+			return -errno;
+		st.st_size = end;
+	} else if (!S_ISREG(st.st_mode)) {
+		return -EINVAL;
+	}
+	if (mode == STORE_FILE_CREATE) {
+		if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) < 0)
+			return -errno;
+	} else if (size == 0) {
+		size = (uint64_t)st.st_size;
+		if (size > STORE_MAX_DEVICE_SIZE)
+			return -EFBIG;
+	} else if ((uint64_t)st.st_size != size) {
+		return -EINVAL;
+	}
+
+	struct file_provider *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->path = strdup(path);
+	if (!f->path) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->prov.ops = &file_ops;
+	f->fd = TAKE_FD(fd);
+	f->rdonly = mode == STORE_FILE_RDONLY;
+	f->size = size;
+	*out = &f->prov;
+	return 0;
+}
+
+const char *store_file_path(struct store_provider *p)
+{
+	return p && p->ops == &file_ops ? to_file(p)->path : NULL;
+}

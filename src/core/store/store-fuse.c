@@ -1,0 +1,532 @@
+/*
+ * FUSE exposure (libfuse3 low-level API): one mount per instance, a flat
+ * directory with one regular file per device. The page cache stays on (no
+ * direct_io), so a VMM can map a device MAP_SHARED; pages it dirties reach
+ * the device when the kernel writes them back, at the latest when drafter
+ * fsyncs the file (store_expose_flush). A few worker threads wait on the
+ * /dev/fuse descriptor and an eventfd, so stopping never depends on a
+ * request arriving.
+ */
+#include "config.h"
+
+#define FUSE_USE_VERSION 34
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "core/store/store-expose-internal.h"
+
+/* Readers of missing blocks hold a worker each while they wait. */
+#define FUSE_WORKERS  8
+#define ROOT_INO      1
+#define FIRST_DEV_INO 2
+/* Attributes never change behind the kernel's back: cache them long. */
+#define ATTR_TIMEOUT 3600.0
+
+struct file_attr {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode; /* permission bits */
+};
+
+struct fuse_state {
+	struct store_expose *e;
+	struct fuse_session *se;
+	int stop_fd;
+	bool mounted;
+	bool made_mountpoint;
+	pthread_t workers[FUSE_WORKERS];
+	size_t nworkers;
+	uid_t uid;
+	gid_t gid;
+	/* per device file, changeable with chown/chmod (a jailed VMM runs as another user) */
+	pthread_mutex_t attr_lock;
+	struct file_attr *attrs;
+	struct timespec started;
+};
+
+static struct store_device *dev_of(struct fuse_state *s, fuse_ino_t ino)
+{
+	if (ino < FIRST_DEV_INO || ino - FIRST_DEV_INO >= s->e->n)
+		return NULL;
+	return s->e->devs[ino - FIRST_DEV_INO];
+}
+
+static void fill_attr(struct fuse_state *s, fuse_ino_t ino, struct stat *st)
+{
+	struct store_device *d = dev_of(s, ino);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = s->uid;
+	st->st_gid = s->gid;
+	st->st_atim = st->st_mtim = st->st_ctim = s->started;
+	if (!d) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return;
+	}
+	pthread_mutex_lock(&s->attr_lock);
+	const struct file_attr *a = &s->attrs[ino - FIRST_DEV_INO];
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_mode = S_IFREG | a->mode;
+	pthread_mutex_unlock(&s->attr_lock);
+	st->st_nlink = 1;
+	st->st_size = (off_t)store_device_size(d);
+	st->st_blksize = (blksize_t)store_device_block_size(d);
+	st->st_blocks = (blkcnt_t)((store_device_size(d) + 511) / 512);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fuse_state *s = userdata;
+
+	if (s->e->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	struct fuse_entry_param ep;
+
+	if (parent != ROOT_INO) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	for (size_t i = 0; i < s->e->n; i++) {
+		if (strcmp(store_device_name(s->e->devs[i]), name))
+			continue;
+		memset(&ep, 0, sizeof(ep));
+		ep.ino = FIRST_DEV_INO + i;
+		ep.attr_timeout = ATTR_TIMEOUT;
+		ep.entry_timeout = ATTR_TIMEOUT;
+		fill_attr(s, ep.ino, &ep.attr);
+		fuse_reply_entry(req, &ep);
+		return;
+	}
+	fuse_reply_err(req, ENOENT);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	struct stat st;
+
+	(void)fi;
+	if (ino != ROOT_INO && !dev_of(s, ino)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fill_attr(s, ino, &st);
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	struct store_device *d = dev_of(s, ino);
+	struct stat st;
+
+	(void)fi;
+	/* a device's size is fixed; a truncate to its own size is fine (VMMs do that) */
+	if ((to_set & FUSE_SET_ATTR_SIZE) &&
+	    (!d || (uint64_t)attr->st_size != store_device_size(d))) {
+		fuse_reply_err(req, d ? EPERM : EISDIR);
+		return;
+	}
+	/* the kernel checked the caller's rights (default_permissions) */
+	if (d && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MODE))) {
+		pthread_mutex_lock(&s->attr_lock);
+		struct file_attr *a = &s->attrs[ino - FIRST_DEV_INO];
+		if (to_set & FUSE_SET_ATTR_UID)
+			a->uid = attr->st_uid;
+		if (to_set & FUSE_SET_ATTR_GID)
+			a->gid = attr->st_gid;
+		if (to_set & FUSE_SET_ATTR_MODE)
+			a->mode = attr->st_mode & 07777;
+		pthread_mutex_unlock(&s->attr_lock);
+	}
+	fill_attr(s, ino, &st);
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+
+	if (!dev_of(s, ino)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	/* the page cache is only ever stale where store_device_set_changed tells us */
+	fi->keep_cache = 1;
+	fi->direct_io = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	struct store_device *d = dev_of(s, ino);
+	_cleanup_free_ char *buf = NULL;
+
+	(void)fi;
+	if (!d) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n = store_device_read(d, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	struct store_device *d = dev_of(s, ino);
+
+	(void)fi;
+	if (!d) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	ssize_t n = store_device_write(d, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (n == 0 && size)
+		fuse_reply_err(req, ENOSPC);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	struct store_device *d = dev_of(s, ino);
+
+	(void)datasync;
+	(void)fi;
+	int r = d ? store_device_flush(d) : 0;
+	fuse_reply_err(req, r < 0 ? -r : 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino != ROOT_INO)
+		fuse_reply_err(req, ENOTDIR);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	struct fuse_state *s = fuse_req_userdata(req);
+	_cleanup_free_ char *buf = NULL;
+	size_t used = 0;
+
+	(void)fi;
+	if (ino != ROOT_INO) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* entry k: 0 ".", 1 "..", 2+i device i; the offset of an entry is k+1 */
+	for (size_t k = (size_t)off; k < 2 + s->e->n; k++) {
+		struct stat st;
+		const char *name = k == 0   ? "."
+		                   : k == 1 ? ".."
+		                            : store_device_name(s->e->devs[k - 2]);
+		fill_attr(s, k < 2 ? ROOT_INO : FIRST_DEV_INO + (k - 2), &st);
+		size_t need =
+		    fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(k + 1));
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+}
+
+static const struct fuse_lowlevel_ops fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+};
+
+static void *worker(void *arg)
+{
+	struct fuse_state *s = arg;
+	struct fuse_buf fbuf = {.mem = NULL};
+	int fd = fuse_session_fd(s->se);
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+		                      {.fd = s->stop_fd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+			break; /* unmounted or aborted */
+		int r = fuse_session_receive_buf(s->se, &fbuf);
+		if (r == -EAGAIN || r == -EINTR)
+			continue; /* another worker took it */
+		if (r <= 0)
+			break;
+		fuse_session_process_buf(s->se, &fbuf);
+	}
+	free(fbuf.mem);
+	return NULL;
+}
+
+static void changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t len)
+{
+	struct fuse_state *s = ctx;
+
+	for (size_t i = 0; i < s->e->n; i++)
+		if (s->e->devs[i] == dev)
+			(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i, (off_t)off,
+			                                       (off_t)len);
+}
+
+static void fuse_stop(struct store_expose *e)
+{
+	struct fuse_state *s = e->priv;
+
+	if (!s)
+		return;
+	for (size_t i = 0; i < e->n; i++) {
+		store_device_set_changed(e->devs[i], NULL, NULL);
+		/* a worker waiting for a block that will not come would block the join */
+		if (store_device_wait(e->devs[i]))
+			store_wait_fail(store_device_wait(e->devs[i]), -EIO);
+	}
+	/*
+	 * Workers first: unmounting closes /dev/fuse, which a worker may still
+	 * be replying on. Accesses in between wait until the unmount below
+	 * aborts the connection.
+	 */
+	if (s->se)
+		fuse_session_exit(s->se);
+	if (s->stop_fd >= 0 && s->nworkers) {
+		uint64_t one = 1;
+		(void)!write(s->stop_fd, &one, sizeof(one));
+	}
+	for (size_t i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	if (s->se) {
+		if (s->mounted)
+			fuse_session_unmount(s->se);
+		s->mounted = false;
+		fuse_session_destroy(s->se); /* closes /dev/fuse: aborts what is left */
+	}
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	if (s->made_mountpoint && e->mountpoint)
+		(void)rmdir(e->mountpoint);
+	pthread_mutex_destroy(&s->attr_lock);
+	free(s->attrs);
+	free(s);
+	e->priv = NULL;
+}
+
+static int fuse_start(struct store_expose *e)
+{
+	struct fuse_state *s;
+	int r;
+
+	if (!e->mount_dir)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	e->priv = s;
+	s->e = e;
+	s->stop_fd = -1;
+	s->uid = geteuid();
+	s->gid = getegid();
+	pthread_mutex_init(&s->attr_lock, NULL);
+	s->attrs = calloc(e->n ? e->n : 1, sizeof(*s->attrs));
+	if (!s->attrs)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->n; i++)
+		s->attrs[i] = (struct file_attr){.uid = s->uid, .gid = s->gid, .mode = 0600};
+	clock_gettime(CLOCK_REALTIME, &s->started);
+	if (asprintf(&e->mountpoint, "%s/%s", e->mount_dir, e->instance) < 0) {
+		e->mountpoint = NULL;
+		return -ENOMEM;
+	}
+	r = mkdir_parents(e->mountpoint);
+	if (r < 0)
+		return r;
+	if (mkdir(e->mountpoint, 0700) == 0) {
+		s->made_mountpoint = true;
+	} else if (errno != EEXIST) {
+		return -errno;
+	} else {
+		struct stat here, parent;
+		/* a dead mount of a crashed run is ours to remove; a live one is someone's */
+		if (stat(e->mountpoint, &here) < 0 && errno == ENOTCONN) {
+			if (umount2(e->mountpoint, MNT_DETACH) < 0)
+				return -errno;
+		} else if (stat(e->mountpoint, &here) < 0 || stat(e->mount_dir, &parent) < 0) {
+			return -errno;
+		} else if (here.st_dev != parent.st_dev) {
+			return -EBUSY;
+		} else if (!S_ISDIR(here.st_mode)) {
+			return -ENOTDIR;
+		}
+	}
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0)
+		return -errno;
+
+	/* allow_other so that a VMM running as another user can open it (root only) */
+	char *argv[] = {"drafter", "-o",
+	                "default_permissions,allow_other,fsname=drafter,subtype=drafter", NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(geteuid() == 0 ? 3 : 1, argv);
+	s->se = fuse_session_new(&args, &fuse_ops, sizeof(fuse_ops), s);
+	fuse_opt_free_args(&args);
+	if (!s->se)
+		return -EIO;
+	if (fuse_session_mount(s->se, e->mountpoint) != 0)
+		return access("/dev/fuse", R_OK | W_OK) < 0 ? -errno : -EPERM;
+	s->mounted = true;
+	int fd = fuse_session_fd(s->se);
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	for (size_t i = 0; i < FUSE_WORKERS; i++) {
+		if (pthread_create(&s->workers[i], NULL, worker, s) != 0)
+			return -EAGAIN;
+		s->nworkers++;
+	}
+	for (size_t i = 0; i < e->n; i++) {
+		if (asprintf(&e->paths[i], "%s/%s", e->mountpoint, store_device_name(e->devs[i])) <
+		    0) {
+			e->paths[i] = NULL;
+			return -ENOMEM;
+		}
+		store_device_set_changed(e->devs[i], changed, s);
+	}
+	return 0;
+}
+
+const struct store_expose_ops store_expose_fuse_ops = {
+	.name = "fuse",
+	.start = fuse_start,
+	.flush = store_expose_path_flush,
+	.stop = fuse_stop,
+};
+
+/* /proc/mounts escapes blanks and backslashes as octal (\040). */
+static void unescape_mount_path(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = 0;
+}
+
+int store_expose_cleanup_stale(const char *mount_dir)
+{
+	_cleanup_fclose_ FILE *f = NULL;
+	_cleanup_free_ char *line = NULL;
+	size_t cap = 0, dlen;
+	char *dir;
+	int n = 0;
+
+	if (!mount_dir)
+		return -EINVAL;
+	dir = realpath(mount_dir, NULL);
+	if (!dir)
+		return errno == ENOENT ? 0 : -errno;
+	dlen = strlen(dir);
+	f = fopen("/proc/self/mounts", "re");
+	if (!f) {
+		free(dir);
+		return -errno;
+	}
+	while (getline(&line, &cap, f) > 0) {
+		char *src = strtok(line, " "), *mp = strtok(NULL, " "), *type = strtok(NULL, " ");
+		struct stat st;
+
+		if (!src || !mp || !type || strcmp(src, "drafter") || strcmp(type, "fuse.drafter"))
+			continue;
+		unescape_mount_path(mp);
+		if (strncmp(mp, dir, dlen) || (mp[dlen] != '/' && mp[dlen] != 0))
+			continue;
+		/* a live server answers; only a dead connection says ENOTCONN */
+		if (stat(mp, &st) == 0 || errno != ENOTCONN)
+			continue;
+		if (umount2(mp, MNT_DETACH) < 0)
+			continue;
+		(void)rmdir(mp);
+		n++;
+	}
+	free(dir);
+	return n;
+}

@@ -1,0 +1,251 @@
+/*
+ * The destination's waiting cache: which blocks have arrived, which were
+ * written locally (and so win over anything that arrives later), and which
+ * have been asked for. Readers of missing blocks sleep on one condition
+ * variable; every arrival, invalidation and failure broadcasts it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/store/store-internal.h"
+
+struct store_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct store_device *dev;
+	uint64_t nblocks;
+	struct store_bitmap present;
+	struct store_bitmap local;
+	struct store_bitmap requested;
+	uint64_t missing;
+	int err;
+	store_request_fn request;
+	void *request_ctx;
+};
+
+int store_wait_new(struct store_device *d, struct store_wait **out)
+{
+	struct store_wait *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	w->dev = d;
+	w->nblocks = d->nblocks;
+	w->missing = d->nblocks;
+	if (store_bitmap_init(&w->present, w->nblocks) < 0 ||
+	    store_bitmap_init(&w->local, w->nblocks) < 0 ||
+	    store_bitmap_init(&w->requested, w->nblocks) < 0) {
+		store_wait_free(w);
+		return -ENOMEM;
+	}
+	*out = w;
+	return 0;
+}
+
+void store_wait_free(struct store_wait *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	store_bitmap_free(&w->present);
+	store_bitmap_free(&w->local);
+	store_bitmap_free(&w->requested);
+	free(w);
+}
+
+void store_wait_set_request(struct store_wait *w, store_request_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&w->lock);
+	w->request = fn;
+	w->request_ctx = ctx;
+	/* readers already waiting ask now */
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Under the lock. */
+static void make_present(struct store_wait *w, uint64_t b)
+{
+	if (!store_bitmap_test(&w->present, b)) {
+		store_bitmap_set(&w->present, b);
+		w->missing--;
+	}
+}
+
+int store_wait_acquire(struct store_wait *w, uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count > w->nblocks ? w->nblocks : first + count;
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		uint64_t want = UINT64_MAX;
+		for (uint64_t b = first; b < end; b++) {
+			if (!store_bitmap_test(&w->present, b)) {
+				want = b;
+				break;
+			}
+		}
+		if (want == UINT64_MAX)
+			break;
+		/* blocks that are here stay readable after a failure */
+		if (w->err) {
+			r = w->err;
+			break;
+		}
+		/*
+		 * Ask for every missing block of the range once, nearest first.
+		 * Without a callback yet nothing is marked, so the block is
+		 * asked for by the next access after the callback is set.
+		 */
+		for (uint64_t b = want; b < end && w->request; b++) {
+			if (store_bitmap_test(&w->present, b) ||
+			    store_bitmap_test(&w->requested, b))
+				continue;
+			store_bitmap_set(&w->requested, b);
+			store_request_fn fn = w->request;
+			void *ctx = w->request_ctx;
+			pthread_mutex_unlock(&w->lock);
+			fn(ctx, w->dev, b);
+			pthread_mutex_lock(&w->lock);
+		}
+		if (!store_bitmap_test(&w->present, want) && !w->err)
+			pthread_cond_wait(&w->cond, &w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+bool store_wait_all_present(struct store_wait *w, uint64_t first, uint64_t count)
+{
+	bool all = true;
+
+	pthread_mutex_lock(&w->lock);
+	for (uint64_t b = first; b < w->nblocks && b - first < count && all; b++)
+		all = store_bitmap_test(&w->present, b);
+	pthread_mutex_unlock(&w->lock);
+	return all;
+}
+
+void store_wait_local_written(struct store_wait *w, uint64_t block)
+{
+	pthread_mutex_lock(&w->lock);
+	if (block < w->nblocks) {
+		store_bitmap_set(&w->local, block);
+		make_present(w, block);
+	}
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+bool store_wait_may_deliver(struct store_wait *w, uint64_t block)
+{
+	pthread_mutex_lock(&w->lock);
+	bool ok = block < w->nblocks && !store_bitmap_test(&w->local, block);
+	pthread_mutex_unlock(&w->lock);
+	return ok;
+}
+
+void store_wait_delivered(struct store_wait *w, uint64_t block)
+{
+	pthread_mutex_lock(&w->lock);
+	make_present(w, block);
+	store_bitmap_clear(&w->requested, block);
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void store_wait_mark_present(struct store_wait *w, const struct store_bitmap *blocks)
+{
+	pthread_mutex_lock(&w->lock);
+	for (uint64_t b = store_bitmap_next(blocks, 0); b != UINT64_MAX && b < w->nblocks;
+	     b = store_bitmap_next(blocks, b + 1))
+		make_present(w, b);
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void store_wait_mark_range(struct store_wait *w, uint64_t first, uint64_t count)
+{
+	pthread_mutex_lock(&w->lock);
+	for (uint64_t b = first; b < w->nblocks && b - first < count; b++)
+		make_present(w, b);
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (blocks[i] >= w->nblocks)
+			return -ERANGE;
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = blocks[i];
+		if (store_bitmap_test(&w->local, b) || !store_bitmap_test(&w->present, b))
+			continue;
+		store_bitmap_clear(&w->present, b);
+		store_bitmap_clear(&w->requested, b);
+		w->missing++;
+	}
+	pthread_mutex_unlock(&w->lock);
+	/* pages cached from the old contents must go */
+	struct store_device *d = w->dev;
+	/* one call per run of consecutive blocks (dirty lists are sorted) */
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && blocks[j] == blocks[j - 1] + 1)
+			j++;
+		uint64_t off = blocks[i] << d->block_shift;
+		uint64_t end =
+		    (blocks[j - 1] << d->block_shift) + store_device_block_len(d, blocks[j - 1]);
+		store_device_notify_changed(d, off, end - off);
+		i = j;
+	}
+	return 0;
+}
+
+int store_wait_complete(struct store_wait *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->missing && !w->err)
+		pthread_cond_wait(&w->cond, &w->lock);
+	int r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+void store_wait_fail(struct store_wait *w, int err)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->err)
+		w->err = err < 0 ? err : -EIO;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t store_wait_missing(struct store_wait *w)
+{
+	pthread_mutex_lock(&w->lock);
+	uint64_t m = w->missing;
+	pthread_mutex_unlock(&w->lock);
+	return m;
+}
+
+bool store_wait_present(struct store_wait *w, uint64_t block)
+{
+	pthread_mutex_lock(&w->lock);
+	bool p = store_bitmap_test(&w->present, block);
+	pthread_mutex_unlock(&w->lock);
+	return p;
+}
