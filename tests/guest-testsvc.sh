@@ -1,0 +1,62 @@
+#!/bin/bash
+# drafter-testsvc on the host (no VM): the line format on port 8080, the
+# memory counter, the disk counter persisted (and picked up again after a
+# restart), the hook counters, and -daemon returning only once listening.
+. "$top_srcdir/tests/functions.sh"
+
+requires unshare nsenter socat ss
+requires_root
+tmpdir
+svc=$top_builddir/guest/drafter-testsvc
+[ -x "$svc" ] || skip_all "drafter-testsvc is not built"
+
+unshare --net -- sleep 600 &
+nspid=$!
+cleanup_fn "kill $nspid"
+# $! exists before unshare has switched namespaces: wait for the switch
+for i in $(seq 200); do
+	[ "$(readlink "/proc/$nspid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
+	sleep 0.01
+done
+inns() { nsenter -t "$nspid" -n -- "$@"; }
+inns ip link set lo up
+fetch() { inns socat -T 5 - TCP:127.0.0.1:8080,connect-timeout=5 </dev/null; }
+field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+echo 41 >"$T/value"
+echo 7 >"$T/suspends"
+# -daemon: the parent exits once the socket listens, so no wait is needed
+ok "-daemon returns once listening" inns "$svc" -daemon --state-dir "$T"
+l1=$(fetch)
+like "line format" "$l1" '^boot_id=[0-9a-f-]{36} counter=[0-9]+ disk=41 suspends=7 resumes=0$'
+is "boot id is the kernel's" "$(field "$l1" boot_id)" "$(cat /proc/sys/kernel/random/boot_id)"
+sleep 0.5
+l2=$(fetch)
+ok "memory counter increases ($(field "$l1" counter) -> $(field "$l2" counter))" \
+	test "$(field "$l2" counter)" -gt "$(field "$l1" counter)"
+d=41
+for i in $(seq 40); do
+	d=$(field "$(fetch)" disk)
+	[ "$d" -gt 41 ] && break
+	sleep 0.1
+done
+ok "disk counter steps from the file's value ($d)" test "$d" -gt 41
+ok "the value file holds the new count" test "$(cat "$T/value")" -ge "$d"
+ok "no temporary file left behind" test ! -e "$T/.value.tmp"
+echo 3 >"$T/resumes"
+is "hook counters are read per connection" "$(field "$(fetch)" resumes)" 3
+
+pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+ok "service process found" test -n "$pid"
+kill "$pid" 2>/dev/null
+timeout 10 tail --pid="$pid" -f /dev/null
+v=$(cat "$T/value")
+inns "$svc" -daemon --state-dir "$T"
+l3=$(fetch)
+is "after a restart the disk counter continues from the file" "$(field "$l3" disk)" "$v"
+pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+[ -n "$pid" ] && kill "$pid"
+
+out=$("$svc" --port 0 2>&1)
+like "port 0 refused" "$?:$out" '^2:drafter-testsvc: invalid port'
+done_testing
