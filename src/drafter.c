@@ -22,24 +22,28 @@ struct drafter_cmd {
 };
 
 static const struct drafter_cmd commands[] = {
-	{ "nat", "drafter-nat", cmd_nat, "create network namespaces with NAT'd guest networking" },
-	{ "forward", "drafter-forwarder", cmd_forward, "forward host ports to ports of guests in namespaces" },
-	{ "snapshot", "drafter-snapshotter", cmd_snapshot, "boot a blueprint and snapshot it into a package" },
-	{ "package", "drafter-packager", cmd_package, "archive package devices into a .tar.zst, or extract them" },
-	{ "run", "drafter-runner", cmd_run, "resume a VM from a package; suspend it back on exit" },
-	{ "registry", "drafter-registry", cmd_registry, "serve a package's devices to peers" },
-	{ "peer", "drafter-peer", cmd_peer, "start a VM from a registry, a peer or local files; migrate it" },
-	{ "terminate", "drafter-terminator", cmd_terminate, "pull a running VM's devices from a peer into files" },
-	{ "config", NULL, cmd_config, "check a configuration file and print the effective settings" },
+    {"nat", "drafter-nat", cmd_nat, "create network namespaces with NAT'd guest networking"},
+    {"forward", "drafter-forwarder", cmd_forward,
+     "forward host ports to ports of guests in namespaces"},
+    {"snapshot", "drafter-snapshotter", cmd_snapshot,
+     "boot a blueprint and snapshot it into a package"},
+    {"package", "drafter-packager", cmd_package,
+     "archive package devices into a .tar.zst, or extract them"},
+    {"run", "drafter-runner", cmd_run, "resume a VM from a package; suspend it back on exit"},
+    {"registry", "drafter-registry", cmd_registry, "serve a package's devices to peers"},
+    {"peer", "drafter-peer", cmd_peer,
+     "start a VM from a registry, a peer or local files; migrate it"},
+    {"terminate", "drafter-terminator", cmd_terminate,
+     "pull a running VM's devices from a peer into files"},
+    {"config", NULL, cmd_config, "check a configuration file and print the effective settings"},
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: drafter [--version] [--help] <command> [options]\n"
-		"       drafter help <command>\n"
-		"\n"
-		"Commands:\n");
+	fprintf(out, "Usage: drafter [--version] [--help] <command> [options]\n"
+	             "       drafter help <command>\n"
+	             "\n"
+	             "Commands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nLegacy names (the original's flags):");
@@ -103,8 +107,13 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 127;
 		}
-		char *help_argv[] = { (char *)cmd->name, (char *)"--help", NULL };
+		char *help_argv[] = {(char *)cmd->name, (char *)"--help", NULL};
 		return cmd->fn(2, help_argv);
+	}
+	if (argv[1][0] == '-') {
+		log_error("unknown option '%s'", argv[1]);
+		usage(stderr);
+		return 2;
 	}
 	cmd = find_command(argv[1], false);
 	if (!cmd) {

@@ -42,7 +42,8 @@ struct cfg_s3 {
 /*
  * One device of a VM. Every tool uses the fields it needs: snapshot
  * input/output, package and run path, peer base/overlay/state, registry
- * input, terminate output.
+ * input, terminate output. After config_setup() the field the tool reads is
+ * set (a config file's "path" fills it when missing); unset strings are "".
  */
 struct cfg_device {
 	char *name;
@@ -177,9 +178,23 @@ struct config_error {
 	char message[512];
 };
 
-/* Fill CFG with the original's defaults for TOOL (including its default devices). */
-void config_init(struct config *cfg, enum drafter_tool tool);
+/*
+ * Fill CFG with the original's defaults for TOOL (including its default
+ * devices); TOOL__MAX gives the defaults shared by every tool and no devices.
+ * libconfig exports a config_init() of its own, so ours links under another
+ * name; callers write config_init(cfg, tool) all the same.
+ */
+void drafter_config_init(struct config *cfg, enum drafter_tool tool);
+#define config_init(cfg, tool) drafter_config_init((cfg), (tool))
 void config_free(struct config *cfg);
+
+/*
+ * Finish and check the merged settings for cfg->tool: a device's "path"
+ * stands in for the field the tool reads when that is not set (input for
+ * registry, base for peer, output for snapshot and terminate), then required
+ * fields and rules across settings are checked. -EINVAL with ERR filled.
+ */
+int config_validate(struct config *cfg, struct config_error *err);
 
 /* Load a libconfig file over CFG. -EINVAL with ERR filled on a bad file. */
 int config_load_file(struct config *cfg, const char *path, struct config_error *err);
@@ -199,7 +214,10 @@ struct cfg_device *config_find_device(const struct config *cfg, const char *name
  * otherwise the subcommand's options, "-c FILE", and the config file lookup
  * (-c, ./drafter.conf, /etc/drafter/drafter.conf). Prints help or the one
  * error line itself. Returns 0 to go on, 1 when help was printed (exit 0),
- * a negative errno on error (exit non-zero).
+ * a negative errno on error (exit non-zero). On a usage error (unknown
+ * option, bad value on the command line) it exits with status 2 itself, as
+ * Go's flag package does. On success the log level and format are applied.
+ * Every string in CFG is non-NULL (empty when unset).
  */
 int config_setup(struct config *cfg, enum drafter_tool tool, int argc, char **argv);
 

@@ -1,7 +1,7 @@
 /*
  * The log module: level filtering, plain or JSON-lines output on stderr.
  */
-#include "config.h"
+#include <config.h>
 
 #include <errno.h>
 #include <stdarg.h>

@@ -2,7 +2,7 @@
  * Progress line on a terminal: redrawn in place at most five times a second,
  * cleared at the end. See progress.h.
  */
-#include "config.h"
+#include <config.h>
 
 #include <inttypes.h>
 #include <stdio.h>

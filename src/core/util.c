@@ -2,7 +2,7 @@
  * Implementation of the shared helpers declared in util.h: number, duration
  * and size parsing with full error checking, and small allocation wrappers.
  */
-#include "config.h"
+#include <config.h>
 
 #include <ctype.h>
 #include <errno.h>
