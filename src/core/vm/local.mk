@@ -1,1 +1,20 @@
 # build rules for src/core/vm (included from Makefile.am)
+libdrafter_core_la_SOURCES += \
+	src/core/vm/vm.h \
+	src/core/vm/proc.c \
+	src/core/vm/meta.c \
+	src/core/vm/agent.c \
+	src/core/vm/qmp.c src/core/vm/qmp.h \
+	src/core/vm/qemu.c \
+	src/core/vm/firecracker.c
+
+# Tests of the VM layer: real QEMU guests, the Firecracker driver against its
+# contract server, unit tests of the snapshot metadata and the agent protocol.
+TESTS += tests/vm-qemu.sh tests/vm-nat.sh
+EXTRA_DIST += tests/vm-qemu.sh tests/vm-nat.sh
+TESTS += tests/vm-firecracker.sh
+EXTRA_DIST += tests/vm-firecracker.sh tests/fc-contract-jailer
+
+check_PROGRAMS += tests/unit/test-vm tests/unit/test-vm-qmp
+TESTS += tests/unit/test-vm tests/unit/test-vm-qmp
+UNIT_TESTS += tests/unit/test-vm tests/unit/test-vm-qmp

@@ -1,0 +1,247 @@
+#!/bin/bash
+# drafter snapshot and drafter run with real QEMU guests (TCG): snapshot the
+# test blueprint, resume it, query its service on port 8080 through the
+# namespace, suspend it with SIGTERM, resume it again in another namespace
+# and check that it continued (same boot id, counter and disk value go on, the
+# before-suspend hook's effect is visible); then the failure paths: a killed
+# VMM, a memory file of another snapshot, a missing device, a missing
+# namespace, a guest that never reports.
+. "$top_srcdir/tests/functions.sh"
+
+requires qemu-system-x86_64 mkfs.ext4 cpio socat ip
+requires_root
+[ -x "$top_builddir/guest/drafter-agent" ] || skip_all "guest programs are not built"
+
+tmpdir
+# No KVM on the CI machine; where /dev/kvm exists it may be nested and unusable.
+export DRAFTER_QEMU_ACCEL=tcg
+
+bp=$top_builddir/tests/tmp/blueprint
+if ! out=$("$top_srcdir/guest/build-blueprint" --bindir "$top_builddir/guest" -o "$bp" 2>&1); then
+	diag "$out"
+	skip_all "cannot build the test blueprint (is linux-image-amd64 installed?)"
+fi
+
+# Two namespaces with the guest network drafter nat would give them (tap0 = 172.100.100.1/30).
+nsa=dvm$$a
+nsb=dvm$$b
+for ns in $nsa $nsb; do
+	ip netns add $ns || skip_all "cannot create network namespaces"
+	cleanup_fn "ip netns del $ns"
+	ip -n $ns link set lo up
+	# nsb's tap belongs to an unprivileged user: a VMM run as that user can open it.
+	if [ $ns = $nsb ]; then
+		ip netns exec $ns ip tuntap add dev tap0 mode tap user 65534 group 65534
+	else
+		ip netns exec $ns ip tuntap add dev tap0 mode tap
+	fi
+	ip -n $ns addr add 172.100.100.1/30 dev tap0
+	ip -n $ns link set tap0 up
+done
+# Leave no VMM behind, whatever happens: every drafter started here, and its children.
+pids=
+cleanup_fn 'for p in $pids; do pkill -KILL -P $p; kill -KILL $p; done 2>/dev/null; true'
+
+cd "$T"
+chmod 755 "$T" # a VMM run as another user reads the kernel from here
+printf 'OCI-DISK-MARKER' >oci.img # an extra disk: attached after the root disk
+truncate -s 4M oci.img
+pkg=$T/package
+devices_snap="[
+ {\"name\":\"state\",\"output\":\"$pkg/state.bin\"},
+ {\"name\":\"memory\",\"output\":\"$pkg/memory.bin\"},
+ {\"name\":\"kernel\",\"input\":\"$bp/vmlinux\",\"output\":\"$pkg/vmlinux\"},
+ {\"name\":\"initramfs\",\"input\":\"$bp/initramfs\",\"output\":\"$pkg/initramfs\"},
+ {\"name\":\"disk\",\"input\":\"$bp/rootfs.ext4\",\"output\":\"$pkg/rootfs.ext4\"},
+ {\"name\":\"oci\",\"input\":\"$T/oci.img\",\"output\":\"$pkg/oci.ext4\"},
+ {\"name\":\"config\",\"output\":\"$pkg/config.json\"}]"
+devices_run="[
+ {\"name\":\"state\",\"path\":\"$pkg/state.bin\"},
+ {\"name\":\"memory\",\"path\":\"$pkg/memory.bin\"},
+ {\"name\":\"kernel\",\"path\":\"$pkg/vmlinux\"},
+ {\"name\":\"initramfs\",\"path\":\"$pkg/initramfs\"},
+ {\"name\":\"disk\",\"path\":\"$pkg/rootfs.ext4\"},
+ {\"name\":\"oci\",\"path\":\"$pkg/oci.ext4\"},
+ {\"name\":\"config\",\"path\":\"$pkg/config.json\"}]"
+bootargs='console=ttyS0 panic=-1 quiet root=/dev/vda rw'
+
+# query NS: one line from the guest's service, retried while the guest comes up.
+query() {
+	local i line
+	for i in $(seq 1 50); do
+		line=$(ip netns exec "$1" socat -T 2 - TCP:172.100.100.2:8080,connect-timeout=1 </dev/null 2>/dev/null)
+		case "$line" in boot_id=*) echo "$line"; return 0 ;; esac
+		sleep 0.2
+	done
+	return 1
+}
+field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+# start_run NS LOG [OPTIONS]: drafter-runner in the background; sets $runpid.
+start_run() {
+	local ns=$1 log=$2
+	shift 2
+	drafter-runner --netns "$ns" --devices "$devices_run" --enable-output=false "$@" >"$log.out" 2>"$log" &
+	runpid=$!
+	pids="$pids $runpid"
+}
+vmm_of() { pgrep -P "$1" -f qemu-system | head -1; }
+
+# --- snapshot -----------------------------------------------------------------------------------------
+drafter-snapshotter --netns $nsa --memory-size 256 --boot-args "$bootargs" \
+	--chroot-base-dir "$T/vms" --devices "$devices_snap" >snap.out 2>snap.err
+is "snapshot exits 0" "$?" 0
+like "snapshot passes the guest console through (enable-output)" "$(cat snap.out)" 'drafter-init: ready'
+is "snapshot: the VMM's console goes to stdout, drafter's messages to stderr" "$(grep -c '^drafter' snap.err)" \
+	"$(grep -c '^drafter-snapshotter: ' snap.err)"
+ok "package has state, memory, kernel, initramfs, disk, config" \
+	test -s "$pkg/state.bin" -a -s "$pkg/memory.bin" -a -s "$pkg/vmlinux" -a -s "$pkg/initramfs" \
+	-a -s "$pkg/rootfs.ext4" -a -s "$pkg/config.json"
+cfg=$(tr -d '\0' <"$pkg/config.json")
+like "config keeps the original's agentVSockPort and records the machine" "$cfg" \
+	'^\{"agentVSockPort":26,"drafter":\{.*"vmm":"qemu".*"memorySize":256.*"snapshotId":"[0-9a-f]{32}"'
+is "outputs are padded like the original's (config: 1 MiB + 1 MiB)" "$(stat -c %s "$pkg/config.json")" 2097152
+is "no temporary files left next to the outputs" "$(ls -a "$pkg" | grep -c drafter-)" 0
+like "the extra disk is recorded after the root disk" "$cfg" '"disks":\["disk","oci"\]'
+is "the extra disk's content is in the package" "$(head -c 15 "$pkg/oci.ext4")" OCI-DISK-MARKER
+cp "$pkg/memory.bin" "$T/memory.first"
+
+# --- run 1 --------------------------------------------------------------------------------------------
+start_run $nsa run1.err --enable-output=true
+l1=$(query $nsa)
+ok "run 1: the guest answers on port 8080 through namespace $nsa" test -n "$l1"
+diag "run 1: $l1"
+out=$(drafter-runner --netns $nsb --devices "$devices_run" 2>&1)
+rc=$?
+ok "a second run of the same package is refused" test $rc -ne 0
+like "a second run: clear error" "$out" "^drafter-runner: cannot run: package '.*config.json' is in use by another drafter$"
+# Let the service's disk value move on, then stop.
+sleep 2.2
+l1b=$(query $nsa)
+diag "run 1 later: $l1b"
+kill -TERM $runpid
+wait $runpid
+is "run 1: SIGTERM suspends and exits 0" "$?" 0
+like "run 1: the guest console is passed through (the agent ran AfterResume)" "$(cat run1.err.out)" 'AfterResume' 
+like "run 1: reports the suspend" "$(cat run1.err)" 'suspended: snapshot [0-9a-f]{32}'
+is "run 1: no working copies left" "$(ls -a "$pkg" | grep -c drafter-)" 0
+is "run 1: no VMM left" "$(pgrep -f "mem-path=$pkg" | wc -l)" 0
+
+# --- run 2, in the other namespace ----------------------------------------------------------------
+start_run $nsb run2.err
+l2=$(query $nsb)
+diag "run 2: $l2"
+ok "run 2: the package resumes in another namespace ($nsb)" test -n "$l2"
+is "run 2: same boot id (resumed, not booted)" "$(field "$l2" boot_id)" "$(field "$l1" boot_id)"
+c1=$(field "$l1b" counter) c2=$(field "$l2" counter)
+ok "run 2: in-memory counter continues ($c1 -> $c2)" test "${c2:-0}" -ge "${c1:-1}" -a "${c2:-0}" -lt $((${c1:-0} + 600))
+d1=$(field "$l1b" disk) d2=$(field "$l2" disk)
+ok "run 2: disk value continues ($d1 -> $d2)" test "${d2:-0}" -ge "${d1:-1}" -a "${d1:-0}" -ge 1
+s1=$(field "$l1b" suspends) s2=$(field "$l2" suspends)
+ok "run 2: the before-suspend hook's effect is visible ($s1 -> $s2)" test "${s2:-0}" -gt "${s1:-0}"
+r1=$(field "$l1b" resumes) r2=$(field "$l2" resumes)
+ok "run 2: the after-resume hook ran ($r1 -> $r2)" test "${r2:-0}" -gt "${r1:-0}"
+
+# --- a VMM that dies: the package keeps its last snapshot ---------------------------------------
+cp "$pkg/config.json" "$T/config.before"
+vmm=$(vmm_of $runpid)
+ok "run 2: QEMU runs as a child of drafter" test -n "$vmm"
+kill -KILL $vmm
+wait $runpid
+rc=$?
+ok "killed VMM: drafter exits non-zero" test $rc -ne 0
+err=$(cat run2.err | grep -v '^drafter-runner: VM resumed')
+like "killed VMM: one clear line" "$err" '^drafter-runner: VM stopped unexpectedly: qemu was killed by signal 9.*package keeps its last snapshot$'
+ok "killed VMM: config unchanged" cmp -s "$pkg/config.json" "$T/config.before"
+is "killed VMM: no working copies left" "$(ls -a "$pkg" | grep -c drafter-)" 0
+
+# This one through the subcommand syntax, with the devices shown through FUSE when possible.
+expose=()
+[ -e /dev/fuse ] && expose=(--exposure fuse --mount-dir "$T/mnt")
+drafter run --netns $nsa --devices "$devices_run" --no-enable-output --log-level debug "${expose[@]}" \
+	>run3.err.out 2>run3.err &
+runpid=$!
+pids="$pids $runpid"
+l3=$(query $nsa)
+diag "run 3: $l3"
+is "after the killed VMM the package still resumes (same boot id)" "$(field "$l3" boot_id)" "$(field "$l1" boot_id)"
+if [ ${#expose[@]} -gt 0 ]; then
+	like "run 3: memory and disk exposed through FUSE" "$(tr '\0' ' ' </proc/$(vmm_of $runpid)/cmdline)" "mem-path=$T/mnt/[^,]*/memory,"
+else
+	skip "run 3: no /dev/fuse"
+fi
+kill -INT $runpid
+wait $runpid
+is "run 3: SIGINT suspends and exits 0" "$?" 0
+is "run 3: nothing stays mounted" "$(grep -c " $T/mnt" /proc/mounts)" 0
+
+# --- refused restores ---------------------------------------------------------------------------------
+cp "$pkg/memory.bin" "$T/memory.good"
+cp "$T/memory.first" "$pkg/memory.bin"
+out=$(drafter-runner --netns $nsa --devices "$devices_run" 2>&1)
+rc=$?
+ok "memory of another snapshot: refused" test $rc -ne 0
+like "memory of another snapshot: clear error" "$out" "^drafter-runner: cannot run: memory '.*memory.bin' does not belong to snapshot [0-9a-f]{32}"
+cp "$T/memory.good" "$pkg/memory.bin"
+
+mv "$pkg/state.bin" "$T/state.bin"
+out=$(drafter-runner --netns $nsa --devices "$devices_run" 2>&1)
+rc=$?
+ok "missing state: refused" test $rc -ne 0
+is "missing state: one clear line" "$out" "drafter-runner: cannot open state '$pkg/state.bin': No such file or directory"
+mv "$T/state.bin" "$pkg/state.bin"
+
+out=$(drafter-runner --netns dvm-none-$$ --devices "$devices_run" 2>&1)
+rc=$?
+ok "missing namespace: refused" test $rc -ne 0
+like "missing namespace: clear error" "$out" "network namespace 'dvm-none-$$' does not exist"
+
+# The package still resumes after all this.
+start_run $nsb run4.err --uid 65534 --gid 65534
+l4=$(query $nsb)
+is "the package resumes after the refused attempts" "$(field "$l4" boot_id)" "$(field "$l1" boot_id)"
+like "run 4: the VMM runs as the configured uid/gid" "$(grep -E '^(Uid|Gid):' /proc/$(vmm_of $runpid)/status | tr '\t\n' '  ' | tr -s ' ')" \
+	'^Uid: 65534 65534 65534 65534 Gid: 65534 65534 65534 65534 $'
+c3=$(field "$l3" counter) c4=$(field "$l4" counter)
+ok "the counter continued across the FUSE run ($c3 -> $c4)" test "${c4:-0}" -gt "${c3:-0}"
+kill -TERM $runpid
+wait $runpid
+is "run 4: exits 0" "$?" 0
+
+# --- drafter itself killed: its VMM goes with it, the package keeps its last snapshot -------------
+cp "$pkg/config.json" "$T/config.before"
+start_run $nsa run5.err
+l5=$(query $nsa)
+vmm=$(vmm_of $runpid)
+kill -KILL $runpid
+wait $runpid 2>/dev/null
+for i in $(seq 1 50); do kill -0 "$vmm" 2>/dev/null || break; sleep 0.1; done
+fails "killed drafter: its VMM does not outlive it" kill -0 "$vmm" 2>/dev/null
+ok "killed drafter: config unchanged" cmp -s "$pkg/config.json" "$T/config.before"
+start_run $nsb run6.err
+l6=$(query $nsb)
+is "killed drafter: the package resumes (same boot id)" "$(field "$l6" boot_id)" "$(field "$l1" boot_id)"
+kill -TERM $runpid
+wait $runpid
+is "killed drafter: the next run suspends cleanly" "$?" 0
+is "killed drafter: the next run removed the stale working copies" "$(ls -a "$pkg" | grep -c drafter-)" 0
+
+# --- a guest agent that does not answer AfterResume in time: one line, package unchanged ---------
+cp "$pkg/config.json" "$T/config.before"
+out=$(drafter-runner --netns $nsa --devices "$devices_run" --enable-output=false --resume-timeout 1ms 2>&1)
+rc=$?
+ok "AfterResume not answered: refused" test $rc -ne 0
+like "AfterResume not answered: clear error" "$out" 'cannot resume the VM: the guest agent did not answer AfterResume within the resume timeout'
+ok "AfterResume not answered: package unchanged" cmp -s "$pkg/config.json" "$T/config.before"
+is "AfterResume not answered: no working copies, no VMM" "$(ls -a "$pkg" | grep -c drafter-)$(pgrep -f "mem-path=$pkg" | wc -l)" 00
+
+# --- a guest that never reports within the timeout: no package written -------------------------
+out=$(drafter-snapshotter --netns $nsa --memory-size 256 --boot-args "$bootargs" --enable-output=false \
+	--resume-timeout 300ms --chroot-base-dir "$T/vms" --devices "${devices_snap//$pkg/$T/pkg2}" 2>&1)
+rc=$?
+ok "guest never reports: snapshot fails" test $rc -ne 0
+like "guest never reports: clear error" "$out" 'did not report that it booted within the resume timeout'
+ok "guest never reports: no outputs, no temporary files" test ! -e "$T/pkg2/config.json" -a -z "$(ls -A "$T/pkg2" 2>/dev/null)"
+is "no VMM left at the end" "$(pgrep -f "mem-path=$T/" | wc -l)" 0
+
+done_testing
