@@ -128,6 +128,12 @@ int cmd_nat(int argc, char **argv)
 		config_free(&cfg);
 		return r > 0 ? 0 : 1;
 	}
+	/*
+	 * The original has no count flag: it makes as many namespaces as its
+	 * address ranges hold (254 with the defaults). 0 asks the core for that.
+	 */
+	if (str_startswith(argv[0], "drafter-"))
+		cfg.nat.namespace_count = 0;
 	r = run(&cfg);
 	config_free(&cfg);
 	return r;

@@ -116,7 +116,7 @@ const struct setting schema_settings[] = {
      "string",
      "JSON",
      "port forwards as a JSON list of {netns, internalPort, protocol, externalAddr}; "
-     "external addresses must be explicit, not 0.0.0.0"},
+     "a wildcard external address (0.0.0.0, [::]) forwards from every local address"},
 
     /* vm */
     {{"vm.vmm", NULL, FT_VMM, FF_ANY, OFF(vm.vmm), 0, 0},
@@ -379,8 +379,9 @@ static bool is_port(const char *s, bool allow_zero)
 }
 
 /*
- * "host:port", "[v6]:port" or ":port". With EXPLICIT the host must be given
- * and must not be a wildcard address (the original's forwarder rule).
+ * "host:port", "[v6]:port" or ":port". With EXPLICIT the host must be given;
+ * a wildcard host (0.0.0.0, [::]) is allowed and means every local address,
+ * which the original's forwarder refused.
  */
 static bool is_hostport(const char *s, bool explicit)
 {
@@ -401,8 +402,6 @@ static bool is_hostport(const char *s, bool explicit)
 		host[n] = '\0';
 		if (inet_pton(AF_INET6, host, a) != 1)
 			return false;
-		if (explicit && str_eq(host, "::"))
-			return false;
 		return is_port(close + 2, !explicit);
 	}
 	colon = strrchr(s, ':');
@@ -413,7 +412,7 @@ static bool is_hostport(const char *s, bool explicit)
 		return false;
 	memcpy(host, s, n);
 	host[n] = '\0';
-	if (explicit && (n == 0 || str_eq(host, "0.0.0.0")))
+	if (explicit && n == 0)
 		return false;
 	for (const char *p = host; *p; p++)
 		if (!isalnum((unsigned char)*p) && !strchr(".-_", *p))
@@ -499,7 +498,7 @@ static const char *format_expected(enum field_format fmt)
 		return "an address such as \"localhost:1337\", \"[::1]:1337\", \":1600\" or "
 		       "\"unix:/run/x.sock\", or \"\"";
 	case FF_HOSTPORT:
-		return "an explicit host and port such as \"127.0.0.1:3333\" (not 0.0.0.0 or ::)";
+		return "a host and port such as \"127.0.0.1:3333\" or \"0.0.0.0:3333\"";
 	case FF_DEVNAME:
 		return "a name of letters, digits, '_', '.', '+' or '-'";
 	default:

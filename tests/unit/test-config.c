@@ -335,8 +335,8 @@ static const struct bad_case bad_cases[] = {
      "70000"},
     {TOOL_FORWARD,
      "forward = { port_forwards = ( { netns = \"ark0\"; internal_port = 80; external_addr = "
-     "\"0.0.0.0:80\"; } ); };\n",
-     "1: 'forward.port_forwards[0].external_addr': expected an explicit host and port"},
+     "\":80\"; } ); };\n",
+     "1: 'forward.port_forwards[0].external_addr': expected a host and port"},
     {TOOL_FORWARD,
      "forward = { port_forwards = ( { netns = \"ark0\"; internal_port = 80; protocol = \"sctp\"; "
      "external_addr = \"127.0.0.1:80\"; } ); };\n",

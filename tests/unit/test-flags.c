@@ -560,7 +560,14 @@ static void test_json(void)
 	      "[{\"netns\":\"ark0\",\"internalPort\":\"80\",\"protocol\":\"tcp\",\"externalAddr\":"
 	      "\"0.0.0.0:80\"}]",
 	      NULL);
-	ok(strstr(err.message, "field \"externalAddr\"") != NULL, "wildcard address refused: %s",
+	ok(cfg.forward.n_forwards == 1 && str_eq(cfg.forward.forwards[0].external_addr, "0.0.0.0:80"),
+	   "wildcard address accepted (unlike the original)");
+	config_free(&cfg);
+	parse(&cfg, TOOL_FORWARD, &err, "--port-forwards",
+	      "[{\"netns\":\"ark0\",\"internalPort\":\"80\",\"protocol\":\"tcp\",\"externalAddr\":"
+	      "\":80\"}]",
+	      NULL);
+	ok(strstr(err.message, "field \"externalAddr\"") != NULL, "address without a host refused: %s",
 	   err.message);
 	config_free(&cfg);
 	parse(&cfg, TOOL_FORWARD, &err, "--port-forwards",
