@@ -1,0 +1,774 @@
+/*
+ * Unit tests of the wire codec (every message, every limit, truncated
+ * frames, bad checksums), the handshake over a socketpair, and the
+ * migration engine between two threads with in-memory devices.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/xfer/migrate.h"
+#include "core/xfer/transport.h"
+#include "core/xfer/wire.h"
+#include "tests/tap.h"
+
+static uint8_t pay[XFER_MAX_PAYLOAD];
+
+static int decode(uint8_t type, uint8_t flags, uint16_t dev, const uint8_t *p, size_t len,
+		  struct xfer_msg *m)
+{
+	struct xfer_hdr h = { .len = (uint32_t)len, .type = type, .flags = flags, .dev = dev };
+	return xfer_msg_decode(&h, p, len, m);
+}
+
+/* Every strict prefix of a valid payload must be refused. */
+static bool prefixes_refused(uint8_t type, uint16_t dev, const uint8_t *p, size_t len)
+{
+	struct xfer_msg m;
+	for (size_t k = 0; k < len; k++)
+		if (decode(type, 0, dev, p, k, &m) != -EPROTO)
+			return false;
+	return true;
+}
+
+static void test_crc(void)
+{
+	is_int(xfer_crc32c(0, "123456789", 9), 0xE3069283u, "crc32c check value");
+	uint8_t buf[1000];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 3);
+	uint32_t whole = xfer_crc32c(0, buf, sizeof(buf));
+	uint32_t split = xfer_crc32c(xfer_crc32c(0, buf, 333), buf + 333, sizeof(buf) - 333);
+	is_int(split, whole, "crc32c can be computed in pieces");
+	ok(xfer_digest_mix(1, 5) != xfer_digest_mix(2, 5), "digest depends on the block index");
+	ok(xfer_digest_mix(1, 5) != xfer_digest_mix(1, 6), "digest depends on the crc");
+}
+
+static void test_hello(void)
+{
+	uint8_t b[XFER_HELLO_LEN];
+	struct xfer_hello h = { .version = XFER_VERSION, .role = XFER_ROLE_SOURCE, .caps = 3,
+				.max_payload = XFER_MAX_PAYLOAD }, g;
+
+	xfer_hello_encode(b, &h);
+	is_int(xfer_hello_decode(b, &g), 0, "hello round trip");
+	ok(g.role == XFER_ROLE_SOURCE && g.caps == 3, "hello fields");
+	h.version = XFER_VERSION + 1;
+	xfer_hello_encode(b, &h);
+	is_int(xfer_hello_decode(b, &g), -EPROTONOSUPPORT, "other version refused");
+	is_int(g.version, XFER_VERSION + 1, "other version reported");
+	h.version = XFER_VERSION;
+	xfer_hello_encode(b, &h);
+	b[0] = 'X';
+	is_int(xfer_hello_decode(b, &g), -EPROTO, "bad magic refused");
+	xfer_hello_encode(b, &h);
+	b[13] ^= 1;
+	is_int(xfer_hello_decode(b, &g), -EPROTO, "hello checksum checked");
+	h.role = 7;
+	xfer_hello_encode(b, &h);
+	is_int(xfer_hello_decode(b, &g), -EPROTO, "unknown role refused");
+}
+
+static void test_header(void)
+{
+	uint8_t b[XFER_HDR_LEN];
+	struct xfer_hdr h = { .len = 100, .type = XFER_T_BLOCK, .flags = XFER_F_PRIORITY, .dev = 3,
+			      .txid = 77 }, g;
+
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), 0, "header round trip");
+	ok(g.len == 100 && g.type == XFER_T_BLOCK && g.dev == 3 && g.txid == 77 &&
+	   g.flags == XFER_F_PRIORITY, "header fields");
+	b[2] ^= 0x40;
+	is_int(xfer_hdr_decode(b, &g), -EPROTO, "header checksum checked");
+	h.len = XFER_MAX_PAYLOAD + 1;
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), -EMSGSIZE, "payload over the limit refused before allocation");
+	h.len = XFER_MAX_PAYLOAD;
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), 0, "payload at the limit accepted");
+	h.len = 0;
+	h.type = XFER_T__MAX;
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), -EPROTO, "unknown type refused");
+	h.type = 0;
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), -EPROTO, "type 0 refused");
+	h.type = XFER_T_ACK;
+	h.flags = 0x10;
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), -EPROTO, "unknown flag refused");
+	h.flags = 0;
+	h.dev = XFER_MAX_DEVICES + 1;
+	xfer_hdr_encode(b, &h);
+	is_int(xfer_hdr_decode(b, &g), -EPROTO, "device id over the limit refused");
+}
+
+static void test_messages(void)
+{
+	struct xfer_msg m;
+	int n;
+
+	/* DEVINFO */
+	n = xfer_enc_devinfo(pay, sizeof(pay), 1 << 20, 65536, XFER_DEV_SHARED_BASE, "memory");
+	is_int(decode(XFER_T_DEVINFO, 0, 1, pay, (size_t)n, &m), 0, "DEVINFO decodes");
+	ok(m.u.devinfo.size == 1 << 20 && m.u.devinfo.block_size == 65536 &&
+	   m.u.devinfo.name_len == 6 && memcmp(m.u.devinfo.name, "memory", 6) == 0 &&
+	   m.u.devinfo.flags == XFER_DEV_SHARED_BASE, "DEVINFO fields");
+	ok(prefixes_refused(XFER_T_DEVINFO, 1, pay, (size_t)n), "truncated DEVINFO refused");
+	is_int(decode(XFER_T_DEVINFO, 0, 0, pay, (size_t)n, &m), -EPROTO, "DEVINFO on device 0 refused");
+	n = xfer_enc_devinfo(pay, sizeof(pay), 1 << 20, 65535, 0, "memory");
+	is_int(decode(XFER_T_DEVINFO, 0, 1, pay, (size_t)n, &m), -EPROTO, "block size not a power of two refused");
+	n = xfer_enc_devinfo(pay, sizeof(pay), 1 << 20, XFER_MAX_BLOCK_SIZE * 2, 0, "memory");
+	is_int(decode(XFER_T_DEVINFO, 0, 1, pay, (size_t)n, &m), -EPROTO, "block size over the limit refused");
+	n = xfer_enc_devinfo(pay, sizeof(pay), 1 << 20, 65536, 0, "../etc");
+	is_int(decode(XFER_T_DEVINFO, 0, 1, pay, (size_t)n, &m), -EPROTO, "name with a slash refused");
+	n = xfer_enc_devinfo(pay, sizeof(pay), 1 << 20, 65536, 0x80, "x");
+	is_int(decode(XFER_T_DEVINFO, 0, 1, pay, (size_t)n, &m), -EPROTO, "unknown device flag refused");
+	char longname[300];
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	is_int(xfer_enc_devinfo(pay, sizeof(pay), 1, 65536, 0, longname), -EINVAL, "long name not encoded");
+	n = xfer_enc_devinfo(pay, sizeof(pay), 1 << 20, 65536, 0, "x");
+	xfer_put16(pay + 16, 300);
+	is_int(decode(XFER_T_DEVINFO, 0, 1, pay, (size_t)n + 299, &m), -EPROTO, "name length over the limit refused");
+
+	/* DEVS_DONE */
+	n = xfer_enc_u32(pay, sizeof(pay), 6);
+	is_int(decode(XFER_T_DEVS_DONE, 0, 0, pay, (size_t)n, &m), 0, "DEVS_DONE decodes");
+	is_int(m.u.devs_done.count, 6, "DEVS_DONE count");
+	ok(prefixes_refused(XFER_T_DEVS_DONE, 0, pay, (size_t)n), "truncated DEVS_DONE refused");
+	is_int(decode(XFER_T_DEVS_DONE, 0, 1, pay, (size_t)n, &m), -EPROTO, "DEVS_DONE on a device refused");
+	n = xfer_enc_u32(pay, sizeof(pay), XFER_MAX_DEVICES + 1);
+	is_int(decode(XFER_T_DEVS_DONE, 0, 0, pay, (size_t)n, &m), -EPROTO, "too many devices refused");
+
+	/* HAVE */
+	struct xfer_range r[2] = { { 0, 10 }, { 20, 5 } };
+	n = xfer_enc_have(pay, sizeof(pay), r, 2);
+	is_int(decode(XFER_T_HAVE, 0, 2, pay, (size_t)n, &m), 0, "HAVE decodes");
+	ok(m.u.have.count == 2 && xfer_get64(m.u.have.ranges + 16) == 20 &&
+	   xfer_get64(m.u.have.ranges + 24) == 5, "HAVE ranges");
+	is_int(decode(XFER_T_HAVE, 0, 2, pay, (size_t)n - 1, &m), -EPROTO, "truncated HAVE refused");
+	xfer_put32(pay, XFER_MAX_LIST + 1);
+	is_int(decode(XFER_T_HAVE, 0, 2, pay, 4 + 16 * (size_t)(XFER_MAX_LIST + 1), &m), -EPROTO,
+	       "HAVE list over the limit refused");
+
+	/* REQUEST */
+	n = xfer_enc_request(pay, sizeof(pay), 42, 3);
+	is_int(decode(XFER_T_REQUEST, 0, 1, pay, (size_t)n, &m), 0, "REQUEST decodes");
+	ok(m.u.request.index == 42 && m.u.request.count == 3, "REQUEST fields");
+	ok(prefixes_refused(XFER_T_REQUEST, 1, pay, (size_t)n), "truncated REQUEST refused");
+	n = xfer_enc_request(pay, sizeof(pay), 42, 0);
+	is_int(decode(XFER_T_REQUEST, 0, 1, pay, (size_t)n, &m), -EPROTO, "empty REQUEST refused");
+
+	/* DIRTY */
+	uint64_t bl[3] = { 1, 5, 1ull << 40 };
+	n = xfer_enc_dirty(pay, sizeof(pay), bl, 3);
+	is_int(decode(XFER_T_DIRTY, XFER_F_ACK, 1, pay, (size_t)n, &m), 0, "DIRTY decodes");
+	ok(m.u.dirty.count == 3 && xfer_get64(m.u.dirty.blocks + 16) == 1ull << 40, "DIRTY blocks");
+	is_int(decode(XFER_T_DIRTY, 0, 1, pay, (size_t)n - 3, &m), -EPROTO, "truncated DIRTY refused");
+	n = xfer_enc_dirty(pay, sizeof(pay), NULL, 0);
+	is_int(decode(XFER_T_DIRTY, XFER_F_ACK, 1, pay, (size_t)n, &m), 0, "empty DIRTY list decodes");
+	is_int(xfer_enc_dirty(pay, sizeof(pay), bl, XFER_MAX_LIST + 1), -EINVAL, "DIRTY over the limit not encoded");
+
+	/* AUTHORITY, DONE, ACK */
+	is_int(decode(XFER_T_AUTHORITY, XFER_F_ACK, 0, pay, 10, &m), 0, "AUTHORITY with data decodes");
+	is_int(m.u.authority.len, 10, "AUTHORITY data length");
+	is_int(decode(XFER_T_AUTHORITY, 0, 0, pay, XFER_MAX_AUTH_DATA + 1, &m), -EPROTO,
+	       "AUTHORITY data over the limit refused");
+	is_int(decode(XFER_T_AUTHORITY, 0, 1, pay, 0, &m), -EPROTO, "AUTHORITY on a device refused");
+	is_int(decode(XFER_T_DONE, 0, 0, pay, 0, &m), 0, "DONE decodes");
+	is_int(decode(XFER_T_DONE, 0, 0, pay, 1, &m), -EPROTO, "DONE with payload refused");
+	is_int(decode(XFER_T_ACK, 0, 3, pay, 0, &m), 0, "ACK decodes");
+
+	/* COMPLETED */
+	n = xfer_enc_completed(pay, sizeof(pay), 7, 0x1122334455667788ull);
+	is_int(decode(XFER_T_COMPLETED, 0, 1, pay, (size_t)n, &m), 0, "COMPLETED decodes");
+	ok(m.u.completed.blocks == 7 && m.u.completed.digest == 0x1122334455667788ull, "COMPLETED fields");
+	ok(prefixes_refused(XFER_T_COMPLETED, 1, pay, (size_t)n), "truncated COMPLETED refused");
+
+	/* ABORT */
+	n = xfer_enc_abort(pay, sizeof(pay), XFER_ABORT_CHECKSUM, "bad block");
+	is_int(decode(XFER_T_ABORT, 0, 0, pay, (size_t)n, &m), 0, "ABORT decodes");
+	ok(m.u.abort.code == XFER_ABORT_CHECKSUM && m.u.abort.reason_len == 9 &&
+	   memcmp(m.u.abort.reason, "bad block", 9) == 0, "ABORT fields");
+	ok(prefixes_refused(XFER_T_ABORT, 0, pay, (size_t)n), "truncated ABORT refused");
+	is_str(xfer_abort_name(XFER_ABORT_VERSION), "incompatible protocol version", "abort names");
+	is_int(decode(XFER_T_ABORT, 0, 0, pay, (size_t)n + 1, &m), -EPROTO, "ABORT with trailing bytes refused");
+}
+
+static void test_blocks(void)
+{
+	static uint8_t data[65536], out[65536], frame[XFER_BLOCK_HDR_LEN + 65536];
+	struct xfer_coder *c = xfer_coder_new();
+	struct xfer_msg m;
+	uint32_t crc;
+	int n;
+
+	ok(c != NULL, "coder created");
+	/* all zero */
+	memset(data, 0, sizeof(data));
+	n = xfer_block_encode(c, 9, data, sizeof(data), true, frame, &crc);
+	is_int(n, XFER_BLOCK_HDR_LEN, "zero block carries no data");
+	is_int(frame[8], XFER_ENC_ZERO, "zero block encoding");
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), 0, "zero block decodes");
+	memset(out, 0xff, sizeof(out));
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), 0, "zero block checksum");
+	ok(memcmp(out, data, sizeof(data)) == 0, "zero block content");
+	is_int(crc, xfer_crc32c(0, data, sizeof(data)), "zero block CRC is the CRC of zeros");
+	frame[16] ^= 1;
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), 0, "zero block with a wrong CRC parses");
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), -EBADMSG, "zero block with a wrong CRC is refused");
+	n = xfer_block_encode(c, 9, data, 1000, true, frame, &crc);
+	is_int(crc, xfer_crc32c(0, data, 1000), "short zero block CRC");
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), 0, "short zero block decodes");
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), 0, "short zero block checksum");
+
+	/* compressible */
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i % 13 == 0 ? i : 0);
+	n = xfer_block_encode(c, 10, data, sizeof(data), true, frame, &crc);
+	is_int(frame[8], XFER_ENC_ZSTD, "compressible block is compressed");
+	ok(n < (int)sizeof(data) / 2, "compressed block is smaller (%d bytes)", n);
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), 0, "zstd block decodes");
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), 0, "zstd block checksum");
+	ok(memcmp(out, data, sizeof(data)) == 0, "zstd block content");
+	is_int(xfer_block_decode(c, &m, out, 100), -EPROTO, "short output buffer refused");
+	n = xfer_block_encode(c, 10, data, sizeof(data), false, frame, &crc);
+	is_int(frame[8], XFER_ENC_RAW, "compression can be skipped");
+
+	/* random: raw */
+	srand(1);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)rand();
+	n = xfer_block_encode(c, 11, data, sizeof(data), true, frame, &crc);
+	is_int(frame[8], XFER_ENC_RAW, "random block is sent raw");
+	is_int(n, XFER_BLOCK_HDR_LEN + (int)sizeof(data), "raw block size");
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), 0, "raw block decodes");
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), 0, "raw block checksum");
+	ok(memcmp(out, data, sizeof(data)) == 0, "raw block content");
+	frame[XFER_BLOCK_HDR_LEN + 500] ^= 1;
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), 0, "corrupted block still parses");
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), -EBADMSG, "corrupted block fails its checksum");
+	ok(prefixes_refused(XFER_T_BLOCK, 1, frame, XFER_BLOCK_HDR_LEN), "truncated block header refused");
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n - 1, &m), -EPROTO, "truncated raw block refused");
+	frame[8] = 9;
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), -EPROTO, "unknown encoding refused");
+	frame[8] = XFER_ENC_ZERO;
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), -EPROTO, "zero block with data refused");
+	frame[8] = XFER_ENC_ZSTD;
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), -EPROTO, "zstd block not smaller refused");
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, 1000, &m), 0, "garbage zstd block parses");
+	is_int(xfer_block_decode(c, &m, out, sizeof(out)), -EPROTO, "garbage zstd block refused");
+	frame[8] = XFER_ENC_RAW;
+	frame[9] = 1;
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), -EPROTO, "reserved bytes checked");
+	frame[9] = 0;
+	xfer_put32(frame + 12, XFER_MAX_BLOCK_SIZE + 1);
+	is_int(decode(XFER_T_BLOCK, 0, 1, frame, (size_t)n, &m), -EPROTO, "raw length over the limit refused");
+	xfer_coder_free(c);
+}
+
+struct hs_arg {
+	struct xfer_conn *c;
+	int role;
+	int r;
+};
+
+static void *hs_thread(void *p)
+{
+	struct hs_arg *a = p;
+	a->r = xfer_handshake(a->c, (enum xfer_role)a->role, XFER_CAP_ZSTD);
+	return NULL;
+}
+
+static void test_transport(void)
+{
+	char h[64], p[16];
+	int sv[2];
+	pthread_t t;
+
+	is_int(xfer_split_hostport("127.0.0.1:1337", h, sizeof(h), p, sizeof(p)), 0, "split v4");
+	ok(strcmp(h, "127.0.0.1") == 0 && strcmp(p, "1337") == 0, "v4 parts");
+	is_int(xfer_split_hostport("[::1]:1337", h, sizeof(h), p, sizeof(p)), 0, "split v6");
+	is_str(h, "::1", "v6 host");
+	is_int(xfer_split_hostport(":1600", h, sizeof(h), p, sizeof(p)), 0, "split :port");
+	is_str(h, "", "empty host means every address");
+	is_int(xfer_split_hostport("::1:1337", h, sizeof(h), p, sizeof(p)), -EINVAL, "bare v6 refused");
+	is_int(xfer_split_hostport("host:99999", h, sizeof(h), p, sizeof(p)), -EINVAL, "port range checked");
+	is_int(xfer_split_hostport("host:12x", h, sizeof(h), p, sizeof(p)), -EINVAL, "port digits checked");
+	is_int(xfer_split_hostport("host", h, sizeof(h), p, sizeof(p)), -EINVAL, "missing port refused");
+
+	/* handshake */
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	struct xfer_conn *a = xfer_conn_from_fd(sv[0], "a"), *b = xfer_conn_from_fd(sv[1], "b");
+	struct hs_arg ha = { a, XFER_ROLE_SOURCE, 0 };
+	pthread_create(&t, NULL, hs_thread, &ha);
+	int rb = xfer_handshake(b, XFER_ROLE_DEST, XFER_CAP_SHARED_BASE);
+	pthread_join(t, NULL);
+	ok(ha.r == 0 && rb == 0, "handshake between source and destination");
+	ok(a->hello.caps == XFER_CAP_SHARED_BASE && b->hello.role == XFER_ROLE_SOURCE, "capabilities exchanged");
+
+	/* frames */
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	struct xfer_msg m;
+	int n = xfer_enc_request(pay, sizeof(pay), 5, 1);
+	is_int(xfer_send(b, XFER_T_REQUEST, 0, 2, 0, pay, (size_t)n), 0, "frame sent");
+	is_int(xfer_recv(a, &buf, &cap, &m), 0, "frame received");
+	ok(m.hdr.type == XFER_T_REQUEST && m.hdr.dev == 2 && m.u.request.index == 5, "frame content");
+	/* a header announcing more than the limit is refused without reading on */
+	struct xfer_hdr big = { .len = XFER_MAX_PAYLOAD + 1, .type = XFER_T_BLOCK, .dev = 1 };
+	uint8_t hb[XFER_HDR_LEN];
+	xfer_hdr_encode(hb, &big);
+	(void)!write(sv[1], hb, sizeof(hb));
+	is_int(xfer_recv(a, &buf, &cap, &m), -EMSGSIZE, "oversized frame refused");
+	ok(cap < XFER_MAX_PAYLOAD, "nothing allocated for the oversized frame");
+	/* truncated frame: header promises 12 bytes, peer closes after 4 */
+	struct xfer_hdr tr = { .len = 12, .type = XFER_T_REQUEST, .dev = 1 };
+	xfer_hdr_encode(hb, &tr);
+	(void)!write(sv[1], hb, sizeof(hb));
+	(void)!write(sv[1], "abcd", 4);
+	shutdown(sv[1], SHUT_WR);
+	is_int(xfer_recv(a, &buf, &cap, &m), -ECONNRESET, "truncated frame is a reset");
+	free(buf);
+	xfer_conn_free(a);
+	xfer_conn_free(b);
+
+	/* version mismatch is reported on both sides */
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	a = xfer_conn_from_fd(sv[0], "a");
+	struct xfer_hello other = { .version = XFER_VERSION + 1, .role = XFER_ROLE_DEST };
+	uint8_t hello[XFER_HELLO_LEN];
+	xfer_hello_encode(hello, &other);
+	(void)!write(sv[1], hello, sizeof(hello));
+	is_int(xfer_handshake(a, XFER_ROLE_SOURCE, 0), -EPROTONOSUPPORT, "version mismatch refused");
+	ok(strstr(a->err, "version 2") && strstr(a->err, "version 1"), "message names both versions: %s", a->err);
+	uint8_t theirs[XFER_HELLO_LEN];
+	ok(read(sv[1], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs), "our hello went out first");
+	struct xfer_hello g;
+	is_int(xfer_hello_decode(theirs, &g), 0, "so the other side can report the mismatch too");
+	xfer_conn_free(a);
+	close(sv[1]);
+
+	/* a peer speaking TLS to a plaintext side */
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	a = xfer_conn_from_fd(sv[0], "a");
+	uint8_t tlsish[XFER_HELLO_LEN] = { 0x16, 0x03, 0x01 };
+	(void)!write(sv[1], tlsish, sizeof(tlsish));
+	is_int(xfer_handshake(a, XFER_ROLE_SOURCE, 0), -EPROTO, "TLS bytes refused");
+	ok(strstr(a->err, "TLS") != NULL, "and the reason says TLS: %s", a->err);
+	xfer_conn_free(a);
+	close(sv[1]);
+}
+
+/* ---- engine between two threads with memory devices ---- */
+
+struct memdev {
+	struct xfer_dev dev;
+	uint8_t *data;
+	uint64_t *dirty; /* bitmap set by the test's writer */
+	pthread_mutex_t lock;
+	int cycles_left_dirty;
+	uint64_t have_blocks;
+	uint32_t delivered, invalidated;
+};
+
+static ssize_t md_read(struct xfer_dev *d, uint64_t b, void *buf)
+{
+	struct memdev *m = d->ctx;
+	uint32_t len = xfer_dev_block_len(d, b);
+	pthread_mutex_lock(&m->lock);
+	memcpy(buf, m->data + b * d->block_size, len);
+	pthread_mutex_unlock(&m->lock);
+	return len;
+}
+
+static int md_sync(struct xfer_dev *d, uint64_t **blocks, size_t *n)
+{
+	struct memdev *m = d->ctx;
+	uint64_t nb = xfer_dev_blocks(d);
+	pthread_mutex_lock(&m->lock);
+	/* The "writer": change a couple of blocks every cycle while it runs. */
+	if (m->cycles_left_dirty > 0) {
+		m->cycles_left_dirty--;
+		for (int k = 0; k < 3; k++) {
+			uint64_t b = (uint64_t)rand() % nb;
+			m->data[b * d->block_size + 1] ^= 0x5a;
+			m->dirty[b / 64] |= 1ull << (b % 64);
+		}
+	}
+	*blocks = calloc(nb, 8);
+	*n = 0;
+	for (uint64_t b = 0; b < nb; b++)
+		if (m->dirty[b / 64] >> (b % 64) & 1)
+			(*blocks)[(*n)++] = b;
+	memset(m->dirty, 0, (nb + 63) / 64 * 8);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static int md_have(struct xfer_dev *d, struct xfer_range **r, size_t *n)
+{
+	struct memdev *m = d->ctx;
+	(void)d;
+	*r = calloc(1, sizeof(**r));
+	(*r)[0] = (struct xfer_range){ 0, m->have_blocks };
+	*n = m->have_blocks ? 1 : 0;
+	return 0;
+}
+
+static int md_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
+{
+	struct memdev *m = d->ctx;
+	memcpy(m->data + b * d->block_size, data, len);
+	m->delivered++;
+	return 0;
+}
+
+static void md_present(struct xfer_dev *d, uint64_t s, uint64_t c)
+{
+	struct memdev *m = d->ctx;
+	(void)s;
+	m->have_blocks += c;
+	(void)d;
+}
+
+static int md_invalidate(struct xfer_dev *d, const uint64_t *b, size_t n)
+{
+	struct memdev *m = d->ctx;
+	(void)b;
+	(void)d;
+	m->invalidated += (uint32_t)n;
+	return 0;
+}
+
+static const struct xfer_dev_ops md_ops = {
+	.read_block = md_read,
+	.sync_dirty = md_sync,
+	.have = md_have,
+	.deliver = md_deliver,
+	.mark_present = md_present,
+	.invalidate = md_invalidate,
+};
+
+static void md_init(struct memdev *m, const char *name, uint64_t size, uint32_t bs)
+{
+	memset(m, 0, sizeof(*m));
+	m->dev.ops = &md_ops;
+	m->dev.ctx = m;
+	m->dev.name = name;
+	m->dev.size = size;
+	m->dev.block_size = bs;
+	m->dev.max_dirty_blocks = 1;
+	m->dev.min_cycles = 2;
+	m->dev.max_cycles = 6;
+	m->data = calloc(1, size);
+	m->dirty = calloc((xfer_dev_blocks(&m->dev) + 63) / 64, 8);
+	pthread_mutex_init(&m->lock, NULL);
+}
+
+static void md_free(struct memdev *m)
+{
+	free(m->data);
+	free(m->dirty);
+	pthread_mutex_destroy(&m->lock);
+}
+
+static struct memdev src_devs[2], dst_devs[2];
+static int suspended, resumed, handed_over, flushes;
+
+static int h_flush(void *ctx) { (void)ctx; flushes++; return 0; }
+static int h_suspend(void *ctx) { (void)ctx; suspended++; return 0; }
+static int h_resume(void *ctx) { (void)ctx; resumed++; return 0; }
+static int h_handover(void *ctx) { (void)ctx; handed_over++; return 0; }
+
+struct src_arg {
+	struct xfer_conn *c;
+	struct xfer_dev *devs[2];
+	bool read_only;
+	int r;
+	bool auth;
+	struct xfer_stats st;
+	char err[256];
+};
+
+static void *src_thread(void *p)
+{
+	struct src_arg *a = p;
+	struct xfer_hooks h = { .flush = h_flush, .suspend = h_suspend, .resume = h_resume,
+				.handover = h_handover };
+	struct xfer_source_opts o = { .read_only = a->read_only };
+	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
+	if (a->r == 0)
+		a->r = xfer_source_run(a->c, a->devs, 2, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
+	return NULL;
+}
+
+static int dst_open(void *ctx, uint16_t id, const char *name, uint64_t size, uint32_t bs,
+		    uint32_t flags, struct xfer_dev **out, char *err, size_t errlen)
+{
+	(void)ctx;
+	(void)flags;
+	if (id > 2 || dst_devs[id - 1].dev.size != size || dst_devs[id - 1].dev.block_size != bs ||
+	    strcmp(dst_devs[id - 1].dev.name, name) != 0) {
+		snprintf(err, errlen, "unexpected device '%s'", name);
+		return -ENOENT;
+	}
+	*out = &dst_devs[id - 1].dev;
+	return 0;
+}
+
+static int authority_seen;
+static int h_authority(void *ctx, const uint8_t *d, size_t n)
+{
+	(void)ctx;
+	(void)d;
+	(void)n;
+	authority_seen++;
+	return 0;
+}
+
+static void run_engine(bool read_only, bool shared, uint32_t caps)
+{
+	int sv[2];
+	pthread_t t;
+	struct src_arg sa = { .read_only = read_only };
+	struct xfer_stats st = { 0 };
+	char err[256] = "";
+	bool auth;
+
+	srand(7);
+	md_init(&src_devs[0], "memory", 1 << 20, 4096);
+	md_init(&src_devs[1], "disk", 300000, 65536); /* last block short */
+	md_init(&dst_devs[0], "memory", 1 << 20, 4096);
+	md_init(&dst_devs[1], "disk", 300000, 65536);
+	for (size_t i = 0; i < (1 << 20); i += 97)
+		src_devs[0].data[i] = (uint8_t)i;
+	for (size_t i = 0; i < 300000; i++)
+		src_devs[1].data[i] = (uint8_t)rand();
+	src_devs[0].cycles_left_dirty = 3;
+	if (shared) {
+		/* The destination already holds the first 16 blocks of memory. */
+		src_devs[0].dev.flags = XFER_DEV_SHARED_BASE;
+		src_devs[0].have_blocks = 16;
+		memcpy(dst_devs[0].data, src_devs[0].data, 16 * 4096);
+	}
+	suspended = resumed = handed_over = flushes = authority_seen = 0;
+
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = xfer_conn_from_fd(sv[0], "src");
+	sa.devs[0] = &src_devs[0].dev;
+	sa.devs[1] = &src_devs[1].dev;
+	struct xfer_conn *dc = xfer_conn_from_fd(sv[1], "dst");
+	pthread_create(&t, NULL, src_thread, &sa);
+	int r = xfer_handshake(dc, XFER_ROLE_DEST, caps);
+	struct xfer_dest_opts o = { .open = dst_open };
+	struct xfer_hooks h = { .authority = h_authority };
+	if (r == 0)
+		r = xfer_dest_run(dc, &o, &h, &st, &auth, err, sizeof(err));
+	pthread_join(t, NULL);
+	is_int(r, 0, "destination completed%s%s", err[0] ? ": " : "", err);
+	is_int(sa.r, 0, "source completed%s%s", sa.err[0] ? ": " : "", sa.err);
+	ok(memcmp(src_devs[0].data, dst_devs[0].data, 1 << 20) == 0, "memory device equal");
+	ok(memcmp(src_devs[1].data, dst_devs[1].data, 300000) == 0, "disk device equal (short last block)");
+	is_int(authority_seen, 1, "one authority event");
+	if (read_only) {
+		is_int(suspended, 0, "read-only source never suspends");
+		is_int(st.blocks_have, 0, "no HAVE");
+	} else {
+		is_int(suspended, 1, "suspended once");
+		is_int(handed_over, 1, "handed over once");
+		is_int(resumed, 0, "not resumed");
+		ok(flushes >= 2, "flushed before each dirty cycle (%d)", flushes);
+		ok(sa.st.cycles >= 2 && sa.st.cycles <= 6, "dirty cycles within min/max (%u)", sa.st.cycles);
+		ok(dst_devs[0].invalidated > 0, "dirty lists invalidated blocks at the destination");
+	}
+	if (shared && (caps & XFER_CAP_SHARED_BASE)) {
+		is_int(dst_devs[0].have_blocks, 16, "shared blocks announced with HAVE");
+		ok(sa.st.blocks_have == 16, "and not sent");
+	} else if (shared) {
+		is_int(dst_devs[0].have_blocks, 0, "no HAVE to a destination without the base");
+	}
+	xfer_conn_free(sa.c);
+	xfer_conn_free(dc);
+	for (int i = 0; i < 2; i++) {
+		md_free(&src_devs[i]);
+		md_free(&dst_devs[i]);
+	}
+}
+
+/* The connection breaks during the full pass: the source resumes, nobody has authority. */
+static void test_break(void)
+{
+	int sv[2];
+	pthread_t t;
+	struct src_arg sa = { 0 };
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	struct xfer_msg m;
+
+	md_init(&src_devs[0], "memory", 1 << 20, 4096);
+	md_init(&src_devs[1], "disk", 1 << 20, 65536);
+	resumed = handed_over = 0;
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = xfer_conn_from_fd(sv[0], "src");
+	sa.devs[0] = &src_devs[0].dev;
+	sa.devs[1] = &src_devs[1].dev;
+	struct xfer_conn *dc = xfer_conn_from_fd(sv[1], "dst");
+	pthread_create(&t, NULL, src_thread, &sa);
+	xfer_handshake(dc, XFER_ROLE_DEST, 0);
+	for (int i = 0; i < 10; i++)
+		xfer_recv(dc, &buf, &cap, &m);
+	xfer_conn_free(dc); /* the destination vanishes */
+	pthread_join(t, NULL);
+	ok(sa.r < 0, "source reports the failure: %s", sa.err);
+	ok(!sa.auth, "authority not sent");
+	is_int(resumed, 1, "source resumed its devices");
+	is_int(handed_over, 0, "no handover");
+	free(buf);
+	xfer_conn_free(sa.c);
+	md_free(&src_devs[0]);
+	md_free(&src_devs[1]);
+}
+
+/* ---- priority lane: a request overtakes the bulk stream ---- */
+
+static struct memdev prio_src, prio_dst;
+static uint64_t *arrival; /* arrival rank of each block at the destination */
+static uint64_t arrivals;
+static struct xfer_conn *prio_conn;
+static uint64_t prio_block;
+
+static int prio_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
+{
+	struct memdev *m = d->ctx;
+	memcpy(m->data + b * d->block_size, data, len);
+	arrival[b] = ++arrivals;
+	return 0;
+}
+
+static const struct xfer_dev_ops prio_ops = {
+	.read_block = md_read,
+	.deliver = prio_deliver,
+};
+
+/* The destination asks for the last block as soon as it may use the device. */
+static int prio_authority(void *ctx, const uint8_t *d, size_t n)
+{
+	(void)ctx;
+	(void)d;
+	(void)n;
+	return xfer_request(prio_conn, 1, prio_block, 1);
+}
+
+static int prio_open(void *ctx, uint16_t id, const char *name, uint64_t size, uint32_t bs,
+		     uint32_t flags, struct xfer_dev **out, char *err, size_t errlen)
+{
+	(void)ctx;
+	(void)id;
+	(void)name;
+	(void)flags;
+	(void)err;
+	(void)errlen;
+	if (size != prio_dst.dev.size || bs != prio_dst.dev.block_size)
+		return -EINVAL;
+	*out = &prio_dst.dev;
+	return 0;
+}
+
+struct prio_src_arg {
+	struct xfer_conn *c;
+	int r;
+	struct xfer_stats st;
+};
+
+static void *prio_src_thread(void *p)
+{
+	struct prio_src_arg *a = p;
+	struct xfer_dev *devs[1] = { &prio_src.dev };
+	struct xfer_source_opts o = { .read_only = true };
+	char err[256];
+	bool auth;
+
+	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
+	if (a->r == 0)
+		a->r = xfer_source_run(a->c, devs, 1, &o, NULL, &a->st, &auth, err, sizeof(err));
+	return NULL;
+}
+
+static void test_priority(void)
+{
+	const uint64_t size = 64ull << 20;
+	const uint32_t bs = 65536;
+	int sv[2];
+	pthread_t t;
+	struct prio_src_arg sa = { 0 };
+	struct xfer_stats st = { 0 };
+	char err[256] = "";
+	bool auth;
+
+	md_init(&prio_src, "disk", size, bs);
+	md_init(&prio_dst, "disk", size, bs);
+	prio_src.dev.ops = &prio_ops;
+	prio_dst.dev.ops = &prio_ops;
+	srand(3);
+	for (uint64_t i = 0; i < size; i += 4096)
+		prio_src.data[i] = (uint8_t)(rand() | 1);
+	uint64_t nb = size / bs;
+	prio_block = nb - 1;
+	arrival = calloc(nb, sizeof(*arrival));
+	arrivals = 0;
+
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = xfer_conn_from_fd(sv[0], "src");
+	prio_conn = xfer_conn_from_fd(sv[1], "dst");
+	pthread_create(&t, NULL, prio_src_thread, &sa);
+	int r = xfer_handshake(prio_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD);
+	struct xfer_dest_opts o = { .open = prio_open };
+	struct xfer_hooks h = { .authority = prio_authority };
+	if (r == 0)
+		r = xfer_dest_run(prio_conn, &o, &h, &st, &auth, err, sizeof(err));
+	pthread_join(t, NULL);
+	is_int(r, 0, "priority: destination completed%s%s", err[0] ? ": " : "", err);
+	is_int(sa.r, 0, "priority: source completed");
+	ok(memcmp(prio_src.data, prio_dst.data, size) == 0, "priority: device equal");
+	ok(st.blocks_priority >= 1, "priority: the requested block came flagged PRIORITY (%" PRIu64 ")",
+	   st.blocks_priority);
+	ok(arrival[prio_block] < arrival[nb / 2],
+	   "priority: the last block arrived %" PRIu64 "th, ahead of the bulk stream (block %" PRIu64
+	   " arrived %" PRIu64 "th)", arrival[prio_block], nb / 2, arrival[nb / 2]);
+	is_int(sa.st.requests, 1, "priority: the source served one request");
+	free(arrival);
+	xfer_conn_free(sa.c);
+	xfer_conn_free(prio_conn);
+	md_free(&prio_src);
+	md_free(&prio_dst);
+}
+
+int main(void)
+{
+	test_crc();
+	test_hello();
+	test_header();
+	test_messages();
+	test_blocks();
+	test_transport();
+	diag("engine: live source with dirty cycles");
+	run_engine(false, false, XFER_CAP_ZSTD);
+	diag("engine: read-only source");
+	run_engine(true, false, XFER_CAP_ZSTD);
+	diag("engine: shared base, destination holds it");
+	run_engine(false, true, XFER_CAP_ZSTD | XFER_CAP_SHARED_BASE);
+	diag("engine: shared base, destination without it");
+	run_engine(false, true, XFER_CAP_ZSTD);
+	test_break();
+	test_priority();
+	return done_testing();
+}
