@@ -41,7 +41,8 @@ const char *tool_legacy_name(enum drafter_tool tool)
 
 bool cfg_tls_enabled(const struct cfg_tls *tls)
 {
-	return !str_empty(tls->certificate) || !str_empty(tls->ca);
+	/* verify_peer alone: a client verifying the server against the system's CAs. */
+	return !str_empty(tls->certificate) || !str_empty(tls->ca) || tls->verify_peer;
 }
 
 /* The original's device names, in its order, and their file names. */
@@ -468,11 +469,9 @@ static int validate_tls(struct config *cfg, struct config_error *err)
 		           str_empty(t->key) ? "transport.tls.key" : "transport.tls.certificate",
 		           "a TLS certificate and its key go together: set both or neither"),
 		       -EINVAL;
-	if (!cfg_tls_enabled(t) && (t->verify_peer || !str_empty(t->server_name)))
-		return config_error_set(err, cfg->source, 0,
-		                        t->verify_peer ? "transport.tls.verify_peer"
-		                                       : "transport.tls.server_name",
-		                        "needs TLS: set a certificate or a CA"),
+	if (!cfg_tls_enabled(t) && !str_empty(t->server_name))
+		return config_error_set(err, cfg->source, 0, "transport.tls.server_name",
+		                        "needs TLS: set a certificate, a CA or verify_peer"),
 		       -EINVAL;
 	/* A client may verify against the system's CAs; a server needs its own. */
 	if (t->verify_peer && str_empty(t->ca) &&

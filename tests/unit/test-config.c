@@ -350,7 +350,7 @@ static const struct bad_case invalid_cases[] = {
     {TOOL_PEER, "transport = { tls = { key = \"k.pem\"; }; };\n",
      "'transport.tls.certificate': a TLS certificate and its key go together: set both or neither"},
     {TOOL_PEER, "transport = { tls = { server_name = \"x\"; }; };\n",
-     "'transport.tls.server_name': needs TLS: set a certificate or a CA"},
+     "'transport.tls.server_name': needs TLS: set a certificate, a CA or verify_peer"},
     {TOOL_PEER,
      "transport = { tls = { certificate = \"c\"; key = \"k\"; verify_peer = true; }; };\n",
      "'transport.tls.verify_peer': verifying clients needs a CA (transport.tls.ca)"},

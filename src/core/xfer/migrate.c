@@ -99,10 +99,12 @@ static int src_failed(struct src *s)
 	return r;
 }
 
-static void pq_push_locked(struct src *s, uint16_t dev, uint64_t block)
+/* False when the queue is full: the block is then not marked queued, so a
+ * later request for it (the destination asks again while it waits) counts. */
+static bool pq_push_locked(struct src *s, uint16_t dev, uint64_t block)
 {
 	if (s->pq_len >= s->pq_max)
-		return; /* the destination asks again when it still waits */
+		return false;
 	if (s->pq_len == s->pq_cap) {
 		size_t ncap = s->pq_cap ? s->pq_cap * 2 : 64;
 		struct pq_item *np = xreallocarray(NULL, ncap, sizeof(*np));
@@ -115,6 +117,7 @@ static void pq_push_locked(struct src *s, uint16_t dev, uint64_t block)
 	}
 	s->pq[(s->pq_head + s->pq_len) % s->pq_cap] = (struct pq_item){ dev, block };
 	s->pq_len++;
+	return true;
 }
 
 static void *src_reader(void *arg)
@@ -161,10 +164,8 @@ static void *src_reader(void *arg)
 		}
 		pthread_mutex_lock(&s->lock);
 		for (uint64_t b = m.u.request.index; b < m.u.request.index + m.u.request.count; b++) {
-			if (!bit_test(sd->queued, b)) {
+			if (!bit_test(sd->queued, b) && pq_push_locked(s, sd->id, b))
 				bit_set(sd->queued, b);
-				pq_push_locked(s, sd->id, b);
-			}
 		}
 		s->st->requests += m.u.request.count;
 		pthread_cond_broadcast(&s->cond);

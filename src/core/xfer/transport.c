@@ -127,14 +127,14 @@ int xfer_tls_new(const struct cfg_tls *cfg, bool server, struct xfer_tls **out, 
 			SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 		}
 	} else {
-		/* A client always verifies the server unless explicitly told not to. */
-		if (cfg->verify_peer || !str_empty(cfg->ca)) {
-			if (str_empty(cfg->ca))
-				SSL_CTX_set_default_verify_paths(ctx);
-			SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-		} else {
-			SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-		}
+		/*
+		 * A client always verifies the server: against the configured CA,
+		 * else against the system's store. A client certificate alone must
+		 * not turn verification off, or anyone could pose as the server.
+		 */
+		if (str_empty(cfg->ca))
+			SSL_CTX_set_default_verify_paths(ctx);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
 
 	struct xfer_tls *t = xcalloc(1, sizeof(*t));
