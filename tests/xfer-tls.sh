@@ -46,6 +46,18 @@ like "plaintext client: client says why" "$(cat t4.log)" "cannot pull from '127.
 ok "plaintext client: registry says why" wait_log tls.log "refused '127.0.0.1:[0-9]+': TLS handshake failed: .*not speaking TLS" 10
 ok "no output files from failed pulls" bash -c '! ls o2 o3 o4 2>/dev/null | grep -q .'
 
+# A client certificate without a CA must not switch server verification off:
+# the server's private CA is unknown to the system store, so this must fail.
+drafter terminate --devices "$(out o4b)" --raddr localhost:1700 \
+	--tls-cert certs/client.pem --tls-key certs/client.key >t4b.log 2>&1
+is "client certificate without a CA still verifies the server: exits 1" "$?" 1
+like "client certificate without a CA: client says why" "$(cat t4b.log)" "certificate verification failed"
+# verify_peer alone is TLS with the system's CAs, which do not know our CA either.
+drafter terminate --devices "$(out o4c)" --raddr localhost:1700 --tls-verify-peer >t4c.log 2>&1
+is "--tls-verify-peer alone speaks TLS and verifies: exits 1" "$?" 1
+like "--tls-verify-peer alone: client says why" "$(cat t4c.log)" "certificate verification failed"
+ok "no output files from unverified pulls" bash -c '! ls o4b o4c 2>/dev/null | grep -q .'
+
 # TLS client on a plaintext listener
 start_bg plain.log drafter registry --devices "$DEV" --laddr 127.0.0.1:1701
 ok "plaintext registry listens" wait_log plain.log "serving 2 devices"
