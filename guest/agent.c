@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/util.h"
 #include "guest/guest.h"
 
@@ -144,7 +145,7 @@ int guest_agent_serve(const struct guest_agent_opts *o, int fd)
 				len = guest_agent_handle_line(o, buf + start, i - start, out,
 				                              sizeof(out));
 				if (len > 0) {
-					int r = guest_write_all(fd, out, (size_t)len);
+					int r = write_all(fd, out, (size_t)len);
 
 					if (r < 0)
 						return r;

@@ -22,23 +22,17 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/util.h"
 #include "guest/guest.h"
 
 static uint64_t read_counter_file(const char *dir, const char *name)
 {
 	char path[512], buf[32];
-	_cleanup_close_ int fd = -EBADF;
-	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_small_file(path, buf, sizeof(buf)) <= 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	return strtoull(buf, NULL, 10);
 }
 
@@ -55,7 +49,7 @@ static int write_value(const char *dir, uint64_t v)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	if (guest_write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0)
+	if (write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0)
 		return -errno;
 	if (rename(tmp, path) < 0)
 		return -errno;
@@ -203,7 +197,7 @@ int main(int argc, char **argv)
 			             " suspends=%" PRIu64 " resumes=%" PRIu64 "\n",
 			             boot_id, counter, disk, read_counter_file(dir, "suspends"),
 			             read_counter_file(dir, "resumes"));
-			(void)guest_write_all(c, line, (size_t)n);
+			(void)write_all(c, line, (size_t)n);
 			shutdown(c, SHUT_WR);
 		}
 	}

@@ -77,9 +77,6 @@ int guest_vsock_dial(uint32_t cid, uint32_t port, uint64_t timeout_ns);
  */
 int guest_serial_wait_host(int fd);
 
-/* Writes all of buf; -errno on failure. */
-int guest_write_all(int fd, const void *buf, size_t len);
-
 /* Reads /proc/sys/kernel/random/boot_id (trimmed) into buf. */
 int guest_boot_id(char *buf, size_t len);
 

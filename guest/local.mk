@@ -7,7 +7,7 @@
 # concerns libtool libraries).
 # They are installed next to the blueprint builder in $(pkglibexecdir).
 
-GUEST_COMMON = guest/guest.h guest/transport.c
+GUEST_COMMON = guest/guest.h guest/transport.c src/core/io.c src/core/io.h
 GUEST_WARN_FLAGS = $(WARN_CFLAGS)
 GUEST_STATIC_FLAGS = -all-static
 
@@ -51,6 +51,9 @@ blueprint: guest/drafter-agent guest/drafter-liveness guest/drafter-testsvc
 check_PROGRAMS += tests/unit/test-guest tests/unit/test-guest-client
 tests_unit_test_guest_SOURCES = tests/unit/test-guest.c guest/agent.c guest/rpc.c $(GUEST_COMMON)
 tests_unit_test_guest_LDADD =
+# Own flags (the same as the default) give its objects their own names: io.c
+# is also built by libtool into the core library.
+tests_unit_test_guest_CFLAGS = $(AM_CFLAGS)
 tests_unit_test_guest_client_SOURCES = tests/unit/test-guest-client.c
 tests_unit_test_guest_client_LDADD =
 TESTS += tests/unit/test-guest tests/guest.sh tests/guest-testsvc.sh

@@ -175,6 +175,34 @@ static int number(struct scan *s)
 	return digits && s->p > start ? 0 : -EINVAL;
 }
 
+/* An object member's key and the colon after it; a long key is just one we do not know. */
+static int member_key(struct scan *s, char *key, size_t len)
+{
+	int r = string(s, key, len);
+
+	if (r == -E2BIG)
+		key[0] = '\0', r = 0;
+	if (r < 0)
+		return r;
+	ws(s);
+	if (s->p >= s->end || *s->p != ':')
+		return -EINVAL;
+	s->p++;
+	ws(s);
+	return 0;
+}
+
+/* After a member of an object or array: 1 at its closing CLOSE, 0 at a comma (both consumed). */
+static int after_member(struct scan *s, char close)
+{
+	ws(s);
+	if (s->p >= s->end)
+		return -EINVAL;
+	if (*s->p != close && *s->p != ',')
+		return -EINVAL;
+	return *s->p++ == close ? 1 : 0;
+}
+
 static int container(struct scan *s, int depth, char close)
 {
 	bool first = true;
@@ -199,16 +227,8 @@ static int container(struct scan *s, int depth, char close)
 		}
 		if ((r = value(s, depth + 1)) < 0)
 			return r;
-		ws(s);
-		if (s->p >= s->end)
-			return -EINVAL;
-		if (*s->p == close) {
-			s->p++;
-			return 0;
-		}
-		if (*s->p != ',')
-			return -EINVAL;
-		s->p++;
+		if ((r = after_member(s, close)) != 0)
+			return r < 0 ? r : 0;
 		first = false;
 	}
 }
@@ -253,16 +273,8 @@ static int request_object(struct scan *s, struct guest_rpc_request *req, bool *h
 			s->p++;
 			return 0;
 		}
-		r = string(s, key, sizeof(key));
-		if (r == -E2BIG)
-			key[0] = '\0', r = 0; /* a long key is just one we do not know */
-		if (r < 0)
+		if ((r = member_key(s, key, sizeof(key))) < 0)
 			return r;
-		ws(s);
-		if (s->p >= s->end || *s->p != ':')
-			return -EINVAL;
-		s->p++;
-		ws(s);
 		start = s->p;
 		if (strcmp(key, "function") == 0 && s->p < s->end && *s->p == '"') {
 			if ((r = string(s, req->function, sizeof(req->function))) < 0)
@@ -281,16 +293,8 @@ static int request_object(struct scan *s, struct guest_rpc_request *req, bool *h
 				*have_call = true;
 			}
 		}
-		ws(s);
-		if (s->p >= s->end)
-			return -EINVAL;
-		if (*s->p == '}') {
-			s->p++;
-			return 0;
-		}
-		if (*s->p != ',')
-			return -EINVAL;
-		s->p++;
+		if ((r = after_member(s, '}')) != 0)
+			return r < 0 ? r : 0;
 		first = false;
 	}
 }
@@ -316,32 +320,18 @@ int guest_rpc_parse(const char *line, size_t len, struct guest_rpc_request *req)
 			s.p++;
 			break;
 		}
-		r = string(&s, key, sizeof(key));
-		if (r == -E2BIG)
-			key[0] = '\0', r = 0;
-		if (r < 0)
+		if ((r = member_key(&s, key, sizeof(key))) < 0)
 			return r;
-		ws(&s);
-		if (s.p >= s.end || *s.p != ':')
-			return -EINVAL;
-		s.p++;
-		ws(&s);
 		if (strcmp(key, "request") == 0 && s.p < s.end && *s.p == '{') {
 			if ((r = request_object(&s, req, &have_call, &have_fn)) < 0)
 				return r;
 			is_request = true;
 		} else if ((r = value(&s, 1)) < 0)
 			return r;
-		ws(&s);
-		if (s.p >= s.end)
-			return -EINVAL;
-		if (*s.p == '}') {
-			s.p++;
+		if ((r = after_member(&s, '}')) < 0)
+			return r;
+		if (r)
 			break;
-		}
-		if (*s.p != ',')
-			return -EINVAL;
-		s.p++;
 		first = false;
 	}
 	ws(&s);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
+#include "core/io.h"
 #include "core/util.h"
 #include "guest/guest.h"
 
@@ -249,20 +250,12 @@ int guest_serial_find(const char *sysfs_dir, const char *name, char *path, size_
 		return -ENOENT;
 	while ((de = readdir(d))) {
 		char p[512], buf[256];
-		_cleanup_close_ int fd = -EBADF;
-		ssize_t n;
 
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(p, sizeof(p), "%s/%s/name", sysfs_dir, de->d_name);
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (read_small_file(p, buf, sizeof(buf)) <= 0)
 			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
 		if (strcmp(buf, name) != 0)
 			continue;
 		if ((size_t)snprintf(path, len, "/dev/%s", de->d_name) >= len)
@@ -325,24 +318,6 @@ int guest_vsock_dial(uint32_t cid, uint32_t port, uint64_t timeout_ns)
 	return TAKE_FD(fd);
 }
 
-int guest_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int guest_serial_wait_host(int fd)
 {
 	/* No EINTR retry here: a caller's alarm must be able to end the wait. */
@@ -355,15 +330,7 @@ int guest_serial_wait_host(int fd)
 
 int guest_boot_id(char *buf, size_t len)
 {
-	_cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	ssize_t n = read_small_file("/proc/sys/kernel/random/boot_id", buf, len);
 
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
+	return n < 0 ? (int)n : 0;
 }

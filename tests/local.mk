@@ -14,3 +14,8 @@ UNIT_TESTS += tests/unit/test-flags tests/unit/test-config
 
 TESTS += tests/dispatch.sh tests/config-check.sh tests/man.sh
 EXTRA_DIST += tests/dispatch.sh tests/config-check.sh tests/man.sh
+
+# The shared helpers: descriptor I/O loops, small files, xasprintf, libnl errors.
+check_PROGRAMS += tests/unit/test-util
+TESTS += tests/unit/test-util
+UNIT_TESTS += tests/unit/test-util

@@ -25,10 +25,7 @@ static int run(struct config *cfg)
 	_cleanup_close_ int sfd = -EBADF;
 	int r;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
+	stop_signals(&mask);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	r = net_forward_plan(&cfg->forward, &f);

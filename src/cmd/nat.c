@@ -23,10 +23,7 @@ static int wait_for_signal(void)
 	struct signalfd_siginfo si;
 	_cleanup_close_ int fd = -EBADF;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
+	stop_signals(&mask);
 	fd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -53,10 +50,7 @@ static int run(struct config *cfg)
 		return 1;
 	}
 	/* Signals wait in the queue while the network is being built. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
+	stop_signals(&mask);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	r = net_nat_find_leftovers(&n, &pid);

@@ -60,14 +60,6 @@ struct runner {
 	bool original;  /* a package of the original drafter: nothing to check it against */
 };
 
-static char *strcat_dup(const char *a, const char *b)
-{
-	char *s;
-	if (asprintf(&s, "%s%s", a, b) < 0)
-		abort();
-	return s;
-}
-
 static void drop_work(struct runner *rn)
 {
 	for (size_t i = 0; i < rn->n_files; i++) {
@@ -79,26 +71,14 @@ static void drop_work(struct runner *rn)
 	rn->n_files = 0;
 }
 
+/* A resume adds one cause of its own to the VM layer's: the snapshot needs KVM. */
 static const char *errtext(struct vm *vm, int r, char *buf, size_t len)
 {
-	const char *e = vm->ops && vm->ops->last_error ? vm->ops->last_error(vm) : "";
-
-	if (r == -ECHILD) {
-		char how[128], line[512];
-		vm_describe_exit(vm, how, sizeof how);
-		vm_last_log_line(vm, line, sizeof line);
-		snprintf(buf, len, "%s %s%s%s", vm->ops->name, how, line[0] ? ": " : "", line);
-	} else if (r == -EIO && e && e[0]) {
-		snprintf(buf, len, "%s", e);
-	} else if (r == -ENONET) {
-		snprintf(buf, len, "network namespace '%s' does not exist (create it with 'drafter nat')",
-			 vm->spec.cfg && vm->spec.cfg->netns ? vm->spec.cfg->netns : "");
-	} else if (r == -ENODEV) {
+	if (r == -ENODEV) {
 		snprintf(buf, len, "the snapshot was taken with KVM and /dev/kvm is not available");
-	} else {
-		snprintf(buf, len, "%s", strerror(-r));
+		return buf;
 	}
-	return buf;
+	return vm_error_text(vm, r, buf, len);
 }
 
 /*
@@ -296,12 +276,12 @@ static int make_work_copies(struct runner *rn, struct vm_spec *spec, struct copi
 	int r;
 
 	rn->files[0].path = xstrdup(rn->memory);
-	rn->files[0].work = strcat_dup(rn->memory, RUN_SUFFIX);
+	rn->files[0].work = xasprintf("%s%s", rn->memory, RUN_SUFFIX);
 	rn->n_files = 1;
 	for (size_t i = 0; i < m->n_disks; i++) {
 		struct cfg_device *d = config_find_device(&rn->cfg, m->disks[i]);
 		rn->files[rn->n_files].path = xstrdup(d->path);
-		rn->files[rn->n_files].work = strcat_dup(d->path, RUN_SUFFIX);
+		rn->files[rn->n_files].work = xasprintf("%s%s", d->path, RUN_SUFFIX);
 		rn->n_files++;
 	}
 	for (size_t i = 0; i < rn->n_files; i++) {
@@ -431,7 +411,7 @@ static int expose(struct runner *rn, struct vm_spec *spec, enum cfg_exposure kin
 static int suspend_to_package(struct runner *rn, struct vm *vm)
 {
 	struct vm_meta meta = { 0 };
-	_cleanup_free_ char *state_tmp = strcat_dup(rn->state, RUN_SUFFIX);
+	_cleanup_free_ char *state_tmp = xasprintf("%s%s", rn->state, RUN_SUFFIX);
 	/* Stopping is a rescue operation: a stuck guest agent must not hold it up for long. */
 	uint64_t deadline = now_ns() + (rn->cfg.vm.rescue_timeout_ns ? rn->cfg.vm.rescue_timeout_ns
 								 : rn->cfg.vm.resume_timeout_ns);
@@ -659,10 +639,7 @@ int cmd_run(int argc, char **argv)
 		config_free(&rn.cfg);
 		return r > 0 ? 0 : 1;
 	}
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
+	stop_signals(&mask);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rn.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

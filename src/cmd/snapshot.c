@@ -57,24 +57,15 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static char *strcat_dup(const char *a, const char *b)
-{
-	char *s;
-	if (asprintf(&s, "%s%s", a, b) < 0)
-		abort();
-	return s;
-}
-
 static const char *add_pending(struct snap *s, const char *final, const char *scratch_name)
 {
 	struct pending *p = &s->files[s->n_files++];
 
 	if (final) {
-		p->tmp = strcat_dup(final, TMP_SUFFIX);
+		p->tmp = xasprintf("%s%s", final, TMP_SUFFIX);
 		p->final = xstrdup(final);
 	} else {
-		if (asprintf(&p->tmp, "%s/%s", s->scratch_dir, scratch_name) < 0)
-			abort();
+		p->tmp = xasprintf("%s/%s", s->scratch_dir, scratch_name);
 	}
 	return p->tmp;
 }
@@ -112,7 +103,7 @@ static int copy_output(const char *in, const char *out)
 	r = mkdir_parents(out);
 	if (r < 0)
 		return r;
-	tmp = strcat_dup(out, TMP_SUFFIX);
+	tmp = xasprintf("%s%s", out, TMP_SUFFIX);
 	r = vm_copy_file(in, tmp);
 	if (r == 0)
 		r = vm_pad_file(tmp);
@@ -138,26 +129,6 @@ static void fill_machine(struct vm_machine *m, enum vm_kind kind, const struct c
 	snprintf(m->mac, sizeof m->mac, "%s", c->mac ? c->mac : "02:0e:d9:fd:68:3d");
 	m->agent_port = c->agent_vsock_port;
 	m->liveness_port = c->liveness_vsock_port;
-}
-
-static const char *errtext(struct vm *vm, int r, char *buf, size_t len)
-{
-	const char *e = vm->ops && vm->ops->last_error ? vm->ops->last_error(vm) : "";
-
-	if (r == -ECHILD) {
-		char how[128], line[512];
-		vm_describe_exit(vm, how, sizeof how);
-		vm_last_log_line(vm, line, sizeof line);
-		snprintf(buf, len, "%s %s%s%s", vm->ops->name, how, line[0] ? ": " : "", line);
-	} else if (r == -EIO && e && e[0]) {
-		snprintf(buf, len, "%s", e);
-	} else if (r == -ENONET) {
-		snprintf(buf, len, "network namespace '%s' does not exist (create it with 'drafter nat')",
-			 vm->spec.cfg && vm->spec.cfg->netns ? vm->spec.cfg->netns : "");
-	} else {
-		snprintf(buf, len, "%s", strerror(-r));
-	}
-	return buf;
 }
 
 static int do_snapshot(struct snap *s)
@@ -232,9 +203,9 @@ static int do_snapshot(struct snap *s)
 		return r;
 	}
 
-	if (asprintf(&s->scratch_dir, "%s/scratch-%d", cfg->vm.chroot_base_dir ? cfg->vm.chroot_base_dir : "out/vms",
-		     (int)getpid()) < 0)
-		abort();
+	s->scratch_dir = xasprintf("%s/scratch-%d",
+				   cfg->vm.chroot_base_dir ? cfg->vm.chroot_base_dir : "out/vms",
+				   (int)getpid());
 	r = mkdir_parents(s->scratch_dir);
 	if (r == 0 && mkdir(s->scratch_dir, 0700) < 0 && errno != EEXIST)
 		r = -errno;
@@ -315,7 +286,7 @@ static int do_snapshot(struct snap *s)
 		 vm.spec.machine.memory_mib);
 	r = vm.ops->boot(&vm);
 	if (r < 0) {
-		log_error("cannot boot the VM: %s", errtext(&vm, r, why, sizeof why));
+		log_error("cannot boot the VM: %s", vm_error_text(&vm, r, why, sizeof why));
 		goto out;
 	}
 	deadline = now_ns() + cfg->vm.resume_timeout_ns;
@@ -325,7 +296,7 @@ static int do_snapshot(struct snap *s)
 			log_error("cannot snapshot: the guest did not report that it booted within the resume timeout");
 		else if (r != -EINTR)
 			log_error("cannot snapshot: waiting for the guest to boot failed: %s",
-				  errtext(&vm, r, why, sizeof why));
+				  vm_error_text(&vm, r, why, sizeof why));
 		goto out;
 	}
 	log_info("the guest has booted; asking its agent to prepare for the snapshot");
@@ -333,7 +304,8 @@ static int do_snapshot(struct snap *s)
 	if (fd < 0) {
 		r = fd;
 		if (r != -EINTR)
-			log_error("cannot reach the guest agent: %s", errtext(&vm, r, why, sizeof why));
+			log_error("cannot reach the guest agent: %s",
+				  vm_error_text(&vm, r, why, sizeof why));
 		goto out;
 	}
 	r = vm_agent_call(fd, vm.pidfd, "BeforeSuspend", deadline, agent_err, sizeof agent_err);
@@ -344,7 +316,8 @@ static int do_snapshot(struct snap *s)
 		else if (r == -ETIMEDOUT)
 			log_error("cannot snapshot: the guest agent did not answer BeforeSuspend within the resume timeout");
 		else if (r != -EINTR)
-			log_error("cannot snapshot: calling BeforeSuspend failed: %s", errtext(&vm, r, why, sizeof why));
+			log_error("cannot snapshot: calling BeforeSuspend failed: %s",
+				  vm_error_text(&vm, r, why, sizeof why));
 		goto out;
 	}
 	r = vm.ops->pause(&vm);
@@ -353,7 +326,7 @@ static int do_snapshot(struct snap *s)
 	if (r == 0)
 		r = vm.ops->flush_memory(&vm);
 	if (r < 0) {
-		log_error("cannot save the VM state: %s", errtext(&vm, r, why, sizeof why));
+		log_error("cannot save the VM state: %s", vm_error_text(&vm, r, why, sizeof why));
 		goto out;
 	}
 	vm.ops->stop(&vm);

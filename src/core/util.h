@@ -6,6 +6,8 @@
 #define DRAFTER_UTIL_H
 
 #include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,11 +86,18 @@ bool str_startswith(const char *s, const char *prefix);
 /* strdup that aborts on out-of-memory; NULL stays NULL. */
 char *xstrdup(const char *s);
 void *xcalloc(size_t n, size_t size);
+/* asprintf that aborts on out-of-memory. */
+char *xasprintf(const char *fmt, ...) _printf_(1, 2);
+char *xvasprintf(const char *fmt, va_list ap) _printf_(1, 0);
 void *xreallocarray(void *p, size_t n, size_t size);
 
 /* Create every missing parent directory of PATH (mode 0755). */
 int mkdir_parents(const char *path);
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
+/* The signals that ask a drafter command to stop: SIGINT, SIGTERM and SIGHUP, as MASK. */
+void stop_signals(sigset_t *mask);
+/* LEN bytes from the kernel's random source (ids, nonces): 0 or -errno. */
+int random_bytes(void *buf, size_t len);
 
 #endif

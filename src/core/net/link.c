@@ -21,6 +21,7 @@
 #include <netlink/route/route.h>
 
 #include "core/net/link.h"
+#include "core/nlerr.h"
 #include "core/util.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct rtnl_link *, rtnl_link_put)
@@ -28,39 +29,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct rtnl_addr *, rtnl_addr_put)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct rtnl_route *, rtnl_route_put)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nl_addr *, nl_addr_put)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nl_cache *, nl_cache_free)
-
-int net_nle_to_errno(int nle)
-{
-	switch (nle < 0 ? -nle : nle) {
-	case 0:
-		return 0;
-	case NLE_EXIST:
-		return -EEXIST;
-	case NLE_OBJ_NOTFOUND:
-		return -ENOENT;
-	case NLE_NODEV:
-		return -ENODEV;
-	case NLE_PERM:
-	case NLE_NOACCESS:
-		return -EPERM;
-	case NLE_BUSY:
-		return -EBUSY;
-	case NLE_NOMEM:
-		return -ENOMEM;
-	case NLE_INVAL:
-		return -EINVAL;
-	case NLE_OPNOTSUPP:
-		return -EOPNOTSUPP;
-	case NLE_AF_NOSUPPORT:
-		return -EAFNOSUPPORT;
-	case NLE_RANGE:
-		return -ERANGE;
-	case NLE_NOADDR:
-		return -EADDRNOTAVAIL;
-	default:
-		return -EIO;
-	}
-}
 
 int net_nl_open(struct nl_sock **out)
 {
@@ -72,7 +40,7 @@ int net_nl_open(struct nl_sock **out)
 	r = nl_connect(sk, NETLINK_ROUTE);
 	if (r < 0) {
 		nl_socket_free(sk);
-		return net_nle_to_errno(r);
+		return nlerr_to_errno(r);
 	}
 	/* nl_connect() does not set close-on-exec; drafter forks VMMs. */
 	(void)fcntl(nl_socket_get_fd(sk), F_SETFD, FD_CLOEXEC);
@@ -103,7 +71,7 @@ int net_link_index(struct nl_sock *sk, const char *name)
 
 	r = rtnl_link_get_kernel(sk, 0, name, &l);
 	if (r < 0)
-		return r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV ? -ENODEV : net_nle_to_errno(r);
+		return r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV ? -ENODEV : nlerr_to_errno(r);
 	return rtnl_link_get_ifindex(l);
 }
 
@@ -114,8 +82,8 @@ static int link_change(struct nl_sock *sk, const char *name, struct rtnl_link *c
 
 	r = rtnl_link_get_kernel(sk, 0, name, &l);
 	if (r < 0)
-		return r == -NLE_OBJ_NOTFOUND ? -ENODEV : net_nle_to_errno(r);
-	return net_nle_to_errno(rtnl_link_change(sk, l, change, 0));
+		return r == -NLE_OBJ_NOTFOUND ? -ENODEV : nlerr_to_errno(r);
+	return nlerr_to_errno(rtnl_link_change(sk, l, change, 0));
 }
 
 int net_link_up(struct nl_sock *sk, const char *name)
@@ -150,7 +118,7 @@ int net_link_delete(struct nl_sock *sk, const char *name)
 	r = rtnl_link_delete(sk, l);
 	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV)
 		return 0;
-	return net_nle_to_errno(r);
+	return nlerr_to_errno(r);
 }
 
 int net_veth_create(struct nl_sock *sk, const char *name, const char *peer, int peer_nsfd)
@@ -167,7 +135,7 @@ int net_veth_create(struct nl_sock *sk, const char *name, const char *peer, int 
 	if (peer_nsfd >= 0)
 		rtnl_link_set_ns_fd(p, peer_nsfd);
 	rtnl_link_put(p);
-	return net_nle_to_errno(rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL));
+	return nlerr_to_errno(rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL));
 }
 
 int net_addr_add(struct nl_sock *sk, const char *ifname, const struct net_addr *addr, unsigned plen)
@@ -185,7 +153,7 @@ int net_addr_add(struct nl_sock *sk, const char *ifname, const struct net_addr *
 	rtnl_addr_set_local(a, local);
 	if (addr->family == AF_INET6)
 		rtnl_addr_set_flags(a, IFA_F_NODAD);
-	return net_nle_to_errno(rtnl_addr_add(sk, a, NLM_F_CREATE | NLM_F_REPLACE));
+	return nlerr_to_errno(rtnl_addr_add(sk, a, NLM_F_CREATE | NLM_F_REPLACE));
 }
 
 int net_route_add(struct nl_sock *sk, const struct net_prefix *dst, const struct net_addr *gw,
@@ -221,7 +189,7 @@ int net_route_add(struct nl_sock *sk, const struct net_prefix *dst, const struct
 	}
 	rtnl_route_add_nexthop(rt, nh); /* the route owns NH now */
 	r = rtnl_route_add(sk, rt, NLM_F_CREATE | NLM_F_EXCL);
-	return net_nle_to_errno(r);
+	return nlerr_to_errno(r);
 }
 
 int net_default_route_ifname(struct nl_sock *sk, int family, char name[IFNAMSIZ])
@@ -234,7 +202,7 @@ int net_default_route_ifname(struct nl_sock *sk, int family, char name[IFNAMSIZ]
 
 	r = rtnl_route_alloc_cache(sk, family, 0, &routes);
 	if (r < 0)
-		return net_nle_to_errno(r);
+		return nlerr_to_errno(r);
 	for (struct nl_object *o = nl_cache_get_first(routes); o; o = nl_cache_get_next(o)) {
 		struct rtnl_route *rt = (struct rtnl_route *)o;
 		struct nl_addr *dst = rtnl_route_get_dst(rt);
@@ -256,7 +224,7 @@ int net_default_route_ifname(struct nl_sock *sk, int family, char name[IFNAMSIZ]
 		return -ENOENT;
 	r = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links);
 	if (r < 0)
-		return net_nle_to_errno(r);
+		return nlerr_to_errno(r);
 	if (!rtnl_link_i2name(links, best_if, name, IFNAMSIZ))
 		return -ENODEV;
 	return 0;
@@ -270,7 +238,7 @@ int net_addr_find(struct nl_sock *sk, int family, const struct net_prefix *withi
 
 	r = rtnl_addr_alloc_cache(sk, &addrs);
 	if (r < 0)
-		return net_nle_to_errno(r);
+		return nlerr_to_errno(r);
 	for (struct nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
 		struct rtnl_addr *a = (struct rtnl_addr *)o;
 		struct nl_addr *local = rtnl_addr_get_local(a);

@@ -15,8 +15,6 @@
 
 struct nl_sock;
 
-int net_nle_to_errno(int nle);
-
 /* A NETLINK_ROUTE socket in the calling thread's namespace. */
 int net_nl_open(struct nl_sock **out);
 void net_nl_close(struct nl_sock *sk);

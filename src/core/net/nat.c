@@ -23,6 +23,7 @@
 
 #include <netlink/netlink.h>
 
+#include "core/io.h"
 #include "core/net/link.h"
 #include "core/net/nat.h"
 #include "core/net/netns.h"
@@ -291,14 +292,12 @@ static int read_state_file(const char *path, struct state *st)
 /* A live drafter process (a reused pid running something else is not). */
 static bool pid_alive(long pid)
 {
-	char path[64], comm[32] = "";
-	_cleanup_fclose_ FILE *f = NULL;
+	char path[64], comm[32];
 
 	if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno != EPERM))
 		return false;
 	snprintf(path, sizeof path, "/proc/%ld/comm", pid);
-	f = fopen(path, "re");
-	if (!f || !fgets(comm, sizeof comm, f))
+	if (read_small_file(path, comm, sizeof comm) <= 0)
 		return true; /* cannot tell: assume it is */
 	return str_startswith(comm, "drafter");
 }

@@ -16,6 +16,7 @@
 #include <sys/vfs.h>
 #include <linux/magic.h>
 
+#include "core/io.h"
 #include "core/net/netns.h"
 #include "core/util.h"
 
@@ -196,18 +197,9 @@ int netns_run(int nsfd, int (*fn)(void *arg), void *arg)
 
 int net_sysctl_read(const char *path, char *buf, size_t len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	ssize_t n = read_small_file(path, buf, len);
 
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	if (n < 0)
-		return -errno;
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-		n--;
-	buf[n] = '\0';
-	return 0;
+	return n < 0 ? (int)n : 0;
 }
 
 int net_sysctl_write(const char *path, const char *value)

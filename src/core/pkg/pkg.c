@@ -27,6 +27,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "core/io.h"
 #include "core/pkg/pkg.h"
 #include "core/progress.h"
 #include "core/util.h"
@@ -79,42 +80,31 @@ static bool is_zero(const uint8_t *p, size_t n)
 	return memcmp(p, zero_block, n) == 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
+/*
+ * The next run of data in BUF (which holds the file from offset OFF), from
+ * *POS on, in ZERO_BLOCK-aligned blocks: sets [*START, *POS) to it, or
+ * returns false when only zero blocks are left. Both the scan and the
+ * sparse writer cut the same way, so what one calls a hole the other leaves.
+ */
+static bool next_data_run(const uint8_t *buf, size_t len, uint64_t off, size_t *pos, size_t *start)
 {
-	size_t done = 0;
+	bool in_run = false;
 
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
+	while (*pos < len) {
+		size_t blk = ZERO_BLOCK - (size_t)((off + *pos) % ZERO_BLOCK);
+
+		if (blk > len - *pos)
+			blk = len - *pos;
+		if (is_zero(buf + *pos, blk)) {
+			if (in_run)
+				return true;
+		} else if (!in_run) {
+			*start = *pos;
+			in_run = true;
 		}
-		if (n == 0)
-			return -ENODATA; /* the file shrank under us */
-		done += (size_t)n;
+		*pos += blk;
 	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len, int64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = off < 0 ? write(fd, (const uint8_t *)buf + done, len - done)
-				    : pwrite(fd, (const uint8_t *)buf + done, len - done,
-					     (off_t)(off + (int64_t)done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
+	return in_run;
 }
 
 /* ---- names and device lists ---- */
@@ -363,35 +353,15 @@ static int scan_regions(int fd, uint64_t size, uint64_t min_hole, size_t max_reg
 		for (uint64_t off = (uint64_t)data; off < (uint64_t)hole;) {
 			size_t len = (size_t)((uint64_t)hole - off < IO_CHUNK ? (uint64_t)hole - off
 									  : IO_CHUNK);
-			size_t i = 0;
+			size_t i = 0, start = 0;
 
-			r = read_full(fd, buf, len, off);
+			r = pread_exact(fd, buf, len, off);
 			if (r < 0)
 				goto out;
 			if (prog)
 				progress_add(prog, len);
-			while (i < len) {
-				size_t blk = ZERO_BLOCK - (size_t)((off + i) % ZERO_BLOCK);
-				size_t start;
-
-				if (blk > len - i)
-					blk = len - i;
-				if (is_zero(buf + i, blk)) {
-					i += blk;
-					continue;
-				}
-				start = i;
-				i += blk;
-				while (i < len) {
-					blk = ZERO_BLOCK - (size_t)((off + i) % ZERO_BLOCK);
-					if (blk > len - i)
-						blk = len - i;
-					if (is_zero(buf + i, blk))
-						break;
-					i += blk;
-				}
+			while (next_data_run(buf, len, off, &i, &start))
 				regions_add(&l, off + start, i - start);
-			}
 			off += len;
 		}
 		pos = (uint64_t)hole;
@@ -458,7 +428,7 @@ static int zsink_push(struct zsink *z, const void *buf, size_t len, ZSTD_EndDire
 			return z->err = -EIO;
 		}
 		if (out.pos) {
-			r = write_full(z->fd, z->out, out.pos, -1);
+			r = write_all(z->fd, z->out, out.pos);
 			if (r < 0)
 				return z->err = r;
 			z->written += out.pos;
@@ -558,7 +528,7 @@ static int write_device(struct archive *a, struct zsink *z, const struct pkg_dev
 		while (pos < end) {
 			size_t len = end - pos < IO_CHUNK ? (size_t)(end - pos) : IO_CHUNK;
 
-			r = read_full(s->fd, buf, len, pos);
+			r = pread_exact(s->fd, buf, len, pos);
 			if (r < 0) {
 				*why = r == -ENODATA ? "the file shrank while it was being packaged"
 						     : strerror(-r);
@@ -915,29 +885,11 @@ static const char *entry_name_problem(const char *name, const char **plain)
 /* Write a data block, leaving zero blocks as holes (the file starts empty). */
 static int write_sparse(int fd, const uint8_t *buf, size_t len, uint64_t off)
 {
-	size_t i = 0;
+	size_t i = 0, start = 0;
 
-	while (i < len) {
-		size_t blk = ZERO_BLOCK - (size_t)((off + i) % ZERO_BLOCK), start;
-		int r;
+	while (next_data_run(buf, len, off, &i, &start)) {
+		int r = pwrite_all(fd, buf + start, i - start, off + start);
 
-		if (blk > len - i)
-			blk = len - i;
-		if (is_zero(buf + i, blk)) {
-			i += blk;
-			continue;
-		}
-		start = i;
-		i += blk;
-		while (i < len) {
-			blk = ZERO_BLOCK - (size_t)((off + i) % ZERO_BLOCK);
-			if (blk > len - i)
-				blk = len - i;
-			if (is_zero(buf + i, blk))
-				break;
-			i += blk;
-		}
-		r = write_full(fd, buf + start, i - start, (int64_t)(off + start));
 		if (r < 0)
 			return r;
 	}

@@ -36,13 +36,6 @@ static void note_write(struct store_device *d, uint64_t off, size_t len)
 	store_volatility_record(d->vol, first, last - first + 1);
 }
 
-static size_t clip(const struct store_device *d, size_t len, uint64_t off)
-{
-	if (off >= d->size)
-		return 0;
-	return (uint64_t)len > d->size - off ? (size_t)(d->size - off) : len;
-}
-
 /* The stripes of blocks [first, last] as a mask, locked or unlocked in ascending order. */
 static uint64_t stripe_mask(uint64_t first, uint64_t last)
 {
@@ -92,7 +85,7 @@ static ssize_t read_waiting(struct store_device *d, void *buf, size_t len, uint6
 
 ssize_t store_device_read(struct store_device *d, void *buf, size_t len, uint64_t off)
 {
-	len = clip(d, len, off);
+	len = store_clip(d->size, len, off);
 	if (!len)
 		return 0;
 	if (d->wait)
@@ -156,7 +149,7 @@ ssize_t store_device_write(struct store_device *d, const void *buf, size_t len, 
 		return -EROFS;
 	if (off > d->size)
 		return -ENOSPC;
-	len = clip(d, len, off);
+	len = store_clip(d->size, len, off);
 	if (!len)
 		return 0;
 	if (d->wait)

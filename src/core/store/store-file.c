@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/store/store-internal.h"
 
 struct file_provider {
@@ -29,56 +30,29 @@ static struct file_provider *to_file(struct store_provider *p)
 	return (struct file_provider *)p;
 }
 
-/* Clip [off, off+len) to the provider's size. */
-static size_t clip(uint64_t size, size_t len, uint64_t off)
-{
-	if (off >= size)
-		return 0;
-	return (uint64_t)len > size - off ? (size_t)(size - off) : len;
-}
-
 static ssize_t file_read_at(struct store_provider *p, void *buf, size_t len, uint64_t off)
 {
 	struct file_provider *f = to_file(p);
-	size_t want = clip(f->size, len, off), done = 0;
+	size_t want = store_clip(f->size, len, off);
+	ssize_t n = pread_full(f->fd, buf, want, off);
 
-	while (done < want) {
-		ssize_t n = pread(f->fd, (char *)buf + done, want - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {
-			/* the file shrank under us: what is missing reads as zeros */
-			memset((char *)buf + done, 0, want - done);
-			break;
-		}
-		done += (size_t)n;
-	}
+	if (n < 0)
+		return n;
+	/* the file shrank under us: what is missing reads as zeros */
+	memset((char *)buf + n, 0, want - (size_t)n);
 	return (ssize_t)want;
 }
 
 static ssize_t file_write_at(struct store_provider *p, const void *buf, size_t len, uint64_t off)
 {
 	struct file_provider *f = to_file(p);
-	size_t want = clip(f->size, len, off), done = 0;
+	size_t want = store_clip(f->size, len, off);
+	int r;
 
 	if (f->rdonly)
 		return -EROFS;
-	while (done < want) {
-		ssize_t n =
-		    pwrite(f->fd, (const char *)buf + done, want - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return (ssize_t)want;
+	r = pwrite_all(f->fd, buf, want, off);
+	return r < 0 ? r : (ssize_t)want;
 }
 
 static uint64_t file_size(struct store_provider *p)

@@ -36,6 +36,14 @@ struct store_device {
 	pthread_rwlock_t stripes[STORE_STRIPES];
 };
 
+/* How much of [OFF, OFF+LEN) lies inside SIZE bytes: I/O past the end is cut, not refused. */
+static inline size_t store_clip(uint64_t size, size_t len, uint64_t off)
+{
+	if (off >= size)
+		return 0;
+	return (uint64_t)len > size - off ? (size_t)(size - off) : len;
+}
+
 static inline pthread_rwlock_t *store_stripe(struct store_device *d, uint64_t block)
 {
 	return &d->stripes[block % STORE_STRIPES];

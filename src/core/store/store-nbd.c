@@ -28,6 +28,8 @@
 #include <netlink/genl/genl.h>
 #include <netlink/netlink.h>
 
+#include "core/io.h"
+#include "core/nlerr.h"
 #include "core/store/store-expose-internal.h"
 
 #define NBD_CONNS        4
@@ -57,37 +59,15 @@ static uint32_t nbd_error(int err)
 	}
 }
 
-static int read_full(int fd, void *buf, size_t len)
+/* All LEN bytes of a message: -ECONNRESET when the peer hung up before it, -EPROTO inside it. */
+static int read_msg(int fd, void *buf, size_t len)
 {
-	size_t got = 0;
+	ssize_t n = read_full(fd, buf, len);
 
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return got ? -EPROTO : -ECONNRESET;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = send(fd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n < len)
+		return n ? -EPROTO : -ECONNRESET;
 	return 0;
 }
 
@@ -100,9 +80,9 @@ static int reply(int fd, uint32_t err, const unsigned char handle[8], const void
 	u32 = htobe32(err);
 	memcpy(hdr + 4, &u32, 4);
 	memcpy(hdr + 8, handle, 8);
-	int r = write_full(fd, hdr, sizeof(hdr));
+	int r = send_all(fd, hdr, sizeof(hdr));
 	if (r == 0 && !err && len)
-		r = write_full(fd, data, len);
+		r = send_all(fd, data, len);
 	return r;
 }
 
@@ -113,7 +93,7 @@ static int discard(int fd, uint64_t len)
 
 	while (len) {
 		size_t n = len > sizeof(buf) ? sizeof(buf) : (size_t)len;
-		int r = read_full(fd, buf, n);
+		int r = read_msg(fd, buf, n);
 		if (r < 0)
 			return r == -ECONNRESET ? -EPROTO : r;
 		len -= n;
@@ -238,7 +218,7 @@ static int srv_read_loop(struct nbd_srv *s)
 		unsigned char hdr[28];
 		uint32_t magic, type, len;
 		uint64_t off;
-		int r = read_full(s->fd, hdr, sizeof(hdr));
+		int r = read_msg(s->fd, hdr, sizeof(hdr));
 		if (r == -ECONNRESET)
 			return 0; /* the client went away between requests */
 		if (r < 0)
@@ -281,7 +261,7 @@ static int srv_read_loop(struct nbd_srv *s)
 				break;
 			}
 			if (cmd == NBD_CMD_WRITE) {
-				r = read_full(s->fd, buf, len);
+				r = read_msg(s->fd, buf, len);
 				if (r < 0) {
 					free(q);
 					free(buf);
@@ -352,31 +332,6 @@ int store_nbd_serve(int fd, struct store_device *d)
 }
 
 /* ------------------------------------------------------- kernel side */
-
-static int nle_to_errno(int nle)
-{
-	switch (nle < 0 ? -nle : nle) {
-	case NLE_EXIST:
-		return -EEXIST;
-	case NLE_OBJ_NOTFOUND:
-		return -ENOENT;
-	case NLE_NODEV:
-		return -ENODEV;
-	case NLE_PERM:
-	case NLE_NOACCESS:
-		return -EPERM;
-	case NLE_BUSY:
-		return -EBUSY;
-	case NLE_NOMEM:
-		return -ENOMEM;
-	case NLE_INVAL:
-		return -EINVAL;
-	case NLE_OPNOTSUPP:
-		return -EOPNOTSUPP;
-	default:
-		return -EIO;
-	}
-}
 
 bool store_nbd_available(void)
 {
@@ -485,7 +440,7 @@ static int nbd_connect_one(struct nbd_state *s, struct store_device *d, struct n
 	if (r >= 0)
 		r = nl_wait_for_ack(s->sk);
 	if (r < 0) {
-		r = nle_to_errno(r);
+		r = nlerr_to_errno(r);
 		goto out;
 	}
 	if (index < 0) {
@@ -593,7 +548,7 @@ static int nbd_start(struct store_expose *e)
 		return -ENOMEM;
 	r = genl_connect(s->sk);
 	if (r < 0)
-		return nle_to_errno(r);
+		return nlerr_to_errno(r);
 	s->family = genl_ctrl_resolve(s->sk, NBD_GENL_FAMILY_NAME);
 	if (s->family < 0)
 		return -ENODEV; /* the nbd module is not loaded */

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/store/store-internal.h"
 
 #define STATE_MAGIC   "DRFTCOW1"
@@ -61,10 +62,7 @@ static ssize_t overlay_read_at(struct store_provider *p, void *buf, size_t len, 
 	struct overlay *o = to_overlay(p);
 	size_t done = 0;
 
-	if (off >= o->size)
-		return 0;
-	if ((uint64_t)len > o->size - off)
-		len = (size_t)(o->size - off);
+	len = store_clip(o->size, len, off);
 	/* runs of blocks with the same source go in one read */
 	while (done < len) {
 		uint64_t pos = off + done, b = pos >> o->shift;
@@ -121,10 +119,7 @@ static ssize_t overlay_write_at(struct store_provider *p, const void *buf, size_
 	struct overlay *o = to_overlay(p);
 	size_t done = 0;
 
-	if (off >= o->size)
-		return 0;
-	if ((uint64_t)len > o->size - off)
-		len = (size_t)(o->size - off);
+	len = store_clip(o->size, len, off);
 	while (done < len) {
 		uint64_t pos = off + done, b = pos >> o->shift;
 		uint64_t end = (b + 1) << o->shift;
@@ -161,23 +156,6 @@ static ssize_t overlay_write_at(struct store_provider *p, const void *buf, size_
 static uint64_t overlay_size(struct store_provider *p)
 {
 	return to_overlay(p)->size;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static int save_state(struct overlay *o)
@@ -252,18 +230,11 @@ static int load_state(struct overlay *o)
 	buf = malloc(want);
 	if (!buf)
 		return -ENOMEM;
-	size_t got = 0;
-	while (got < want) {
-		ssize_t n = read(fd, buf + got, want - got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EBADMSG;
-		got += (size_t)n;
-	}
+	ssize_t got = read_full(fd, buf, want);
+	if (got < 0)
+		return (int)got;
+	if ((size_t)got != want)
+		return -EBADMSG;
 	if (memcmp(buf, STATE_MAGIC, 8) != 0)
 		return -EBADMSG;
 	memcpy(&u32, buf + 8, 4);

@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm/vm.h"
@@ -26,17 +26,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put)
 static int new_call_id(char id[37])
 {
 	uint8_t b[16];
-	size_t got = 0;
+	int r = random_bytes(b, sizeof b);
 
-	while (got < sizeof b) {
-		ssize_t n = getrandom(b + got, sizeof b - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		got += (size_t)n;
-	}
+	if (r < 0)
+		return r;
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
 	snprintf(id, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
@@ -86,21 +79,6 @@ int vm_agent_parse_response(const char *line, const char *id, char *err, size_t 
 	return 1;
 }
 
-static int send_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EPIPE ? -ECONNRESET : -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int vm_agent_call(int fd, int pidfd, const char *function, uint64_t deadline_ns, char *err, size_t errlen)
 {
 	_cleanup_free_ char *req = NULL, *buf = NULL;
@@ -119,7 +97,7 @@ int vm_agent_call(int fd, int pidfd, const char *function, uint64_t deadline_ns,
 		return -ENOMEM;
 	r = send_all(fd, req, strlen(req));
 	if (r < 0)
-		return r;
+		return r == -EPIPE ? -ECONNRESET : r;
 	log_debug("agent: called %s (%s)", function, id);
 
 	buf = xcalloc(1, VM_AGENT_MAX_LINE + 1);

@@ -22,7 +22,6 @@
 #include <poll.h>
 #include <dirent.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,19 +66,6 @@ struct fc {
 static struct fc *priv(struct vm *vm)
 {
 	return vm->priv;
-}
-
-static char *pathf(const char *fmt, ...) _printf_(1, 2);
-static char *pathf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
 }
 
 struct resp {
@@ -225,7 +211,7 @@ static int stage(struct vm *vm, const char *file, const char *name, bool writabl
 {
 	struct fc *f = priv(vm);
 	const struct cfg_vm *cfg = vm->spec.cfg;
-	_cleanup_free_ char *dst = pathf("%s/%s", f->root, name);
+	_cleanup_free_ char *dst = xasprintf("%s/%s", f->root, name);
 	struct stat st;
 	int r = 0;
 
@@ -281,7 +267,7 @@ static int fc_start(struct vm *vm)
 	vm->priv = f;
 
 	/* The jailer wants absolute paths; the original resolves the binary through $PATH. */
-	probe = pathf("%s/.", base_dir);
+	probe = xasprintf("%s/.", base_dir);
 	r = mkdir_parents(probe);
 	if (r < 0)
 		return r;
@@ -307,10 +293,10 @@ static int fc_start(struct vm *vm)
 		return r;
 	snprintf(f->id, sizeof f->id, "%.16s", id);
 	const char *exe_base = strrchr(exe, '/') + 1;
-	f->instance_dir = pathf("%s/%s/%s", base, exe_base, f->id);
-	f->root = pathf("%s/root", f->instance_dir);
-	f->api_sock = pathf("%s/firecracker.sock", f->root);
-	_cleanup_free_ char *rootdot = pathf("%s/.", f->root);
+	f->instance_dir = xasprintf("%s/%s/%s", base, exe_base, f->id);
+	f->root = xasprintf("%s/root", f->instance_dir);
+	f->api_sock = xasprintf("%s/firecracker.sock", f->root);
+	_cleanup_free_ char *rootdot = xasprintf("%s/.", f->root);
 	r = mkdir_parents(rootdot);
 	if (r < 0)
 		return r;
@@ -353,7 +339,7 @@ static int fc_start(struct vm *vm)
 	/* Listeners for the guest's vsock connections must exist before the guest runs. */
 	snprintf(f->agent_path, sizeof f->agent_path, "%s/vsock.sock_%u", f->root,
 		 vm->spec.machine.agent_port ? vm->spec.machine.agent_port : 26);
-	_cleanup_free_ char *live = pathf("%s/vsock.sock_%u", f->root,
+	_cleanup_free_ char *live = xasprintf("%s/vsock.sock_%u", f->root,
 					  vm->spec.machine.liveness_port ? vm->spec.machine.liveness_port : 25);
 	f->liveness_lfd = vm_unix_listen(live, cfg ? cfg->uid : 0, cfg ? cfg->gid : 0);
 	if (f->liveness_lfd < 0)
@@ -413,7 +399,7 @@ static int fc_boot(struct vm *vm)
 		json_object_object_add(o, "initrd_path", jstr("initramfs"));
 	r = fc_put(vm, "/boot-source", o);
 	for (size_t i = 0; r == 0 && i < m->n_disks; i++) {
-		_cleanup_free_ char *p = pathf("/drives/%s", m->disks[i]);
+		_cleanup_free_ char *p = xasprintf("/drives/%s", m->disks[i]);
 		o = json_object_new_object();
 		json_object_object_add(o, "drive_id", jstr(m->disks[i]));
 		json_object_object_add(o, "path_on_host", jstr(m->disks[i]));
@@ -436,7 +422,7 @@ static int fc_boot(struct vm *vm)
 		r = fc_put(vm, "/vsock", o);
 	}
 	if (r == 0 && m->interface[0]) {
-		_cleanup_free_ char *p = pathf("/network-interfaces/%s", m->interface);
+		_cleanup_free_ char *p = xasprintf("/network-interfaces/%s", m->interface);
 		o = json_object_new_object();
 		json_object_object_add(o, "iface_id", jstr(m->interface));
 		json_object_object_add(o, "guest_mac", jstr(m->mac));
@@ -526,8 +512,8 @@ static int fc_save_state(struct vm *vm, const char *path, uint64_t *size)
 	struct vm_machine *m = &vm->spec.machine;
 	/* After a load, "state" is the package's own file: the new state goes next to it. */
 	const char *state_name = vm->spec.state ? "state.next" : "state";
-	_cleanup_free_ char *out = pathf("%s/%s", f->root, state_name);
-	_cleanup_free_ char *mem_next = pathf("%s/memory.next", f->root);
+	_cleanup_free_ char *out = xasprintf("%s/%s", f->root, state_name);
+	_cleanup_free_ char *mem_next = xasprintf("%s/memory.next", f->root);
 	bool full = !m->fc_fork || !vm->spec.state; /* a cold boot's memory is anonymous: dump it */
 	json_object *o = json_object_new_object();
 	struct stat st;
@@ -607,7 +593,7 @@ static void remove_tree(const char *dir, int depth)
 		if (str_eq(e->d_name, ".") || str_eq(e->d_name, ".."))
 			continue;
 		if (e->d_type == DT_DIR) {
-			_cleanup_free_ char *sub = pathf("%s/%s", dir, e->d_name);
+			_cleanup_free_ char *sub = xasprintf("%s/%s", dir, e->d_name);
 			remove_tree(sub, depth + 1);
 		} else {
 			(void)unlinkat(dfd, e->d_name, 0);

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm/vm.h"
@@ -268,28 +268,18 @@ int vm_meta_read(const char *path, struct vm_meta *meta)
 {
 	_cleanup_close_ int fd = -EBADF;
 	_cleanup_free_ char *buf = NULL;
-	size_t len = 0;
+	ssize_t n;
+	size_t len;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	buf = xcalloc(1, META_MAX_BYTES + 1);
-	/* Read up to the first NUL (the padding) or the limit. */
-	while (len < META_MAX_BYTES + 1) {
-		ssize_t n = read(fd, buf + len, META_MAX_BYTES + 1 - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		if (memchr(buf + len, 0, (size_t)n)) {
-			len += (size_t)n;
-			break;
-		}
-		len += (size_t)n;
-	}
+	/* One byte past the limit tells a too long record; the text ends at the first NUL (the padding). */
+	n = read_full(fd, buf, META_MAX_BYTES + 1);
+	if (n < 0)
+		return (int)n;
+	len = (size_t)n;
 	if (strnlen(buf, len) > META_MAX_BYTES)
 		return -E2BIG;
 	return vm_meta_parse(buf, len, meta);
@@ -308,23 +298,6 @@ int vm_pad_file(const char *path)
 		return -errno;
 	if (truncate(path, (off_t)vm_padded_size((uint64_t)st.st_size)) < 0)
 		return -errno;
-	return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
 	return 0;
 }
 
@@ -356,17 +329,10 @@ int vm_meta_write(const char *path, const struct vm_meta *meta)
 int vm_new_id(char id[VM_ID_LEN + 1])
 {
 	uint8_t raw[VM_ID_LEN / 2];
-	size_t got = 0;
+	int r = random_bytes(raw, sizeof raw);
 
-	while (got < sizeof raw) {
-		ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		got += (size_t)n;
-	}
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < sizeof raw; i++)
 		snprintf(id + 2 * i, 3, "%02x", raw[i]);
 	return 0;
@@ -384,17 +350,12 @@ int vm_sha256_fd(int fd, uint64_t len, char hex[65])
 		return -ENOMEM;
 	while (off < len) {
 		size_t want = len - off > (1 << 16) ? (1 << 16) : (size_t)(len - off);
-		ssize_t n = pread(fd, buf, want, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -ENODATA; /* shorter than recorded */
-		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+		int r = pread_exact(fd, buf, want, off); /* -ENODATA: shorter than recorded */
+		if (r < 0)
+			return r;
+		if (EVP_DigestUpdate(ctx, buf, want) != 1)
 			return -EIO;
-		off += (uint64_t)n;
+		off += want;
 	}
 	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
 		return -EIO;

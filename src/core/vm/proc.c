@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <grp.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm/vm.h"
@@ -91,16 +92,11 @@ int vm_netns_check(const char *name)
 int vm_numa_cpulist(int node, char *buf, size_t len)
 {
 	char path[128];
-	_cleanup_fclose_ FILE *fp = NULL;
 
 	if (node < 0)
 		return -EINVAL;
 	snprintf(path, sizeof path, "/sys/devices/system/node/node%d/cpulist", node);
-	fp = fopen(path, "re");
-	if (!fp || !fgets(buf, (int)len, fp))
-		return -ENOENT;
-	buf[strcspn(buf, "\n")] = 0;
-	return buf[0] ? 0 : -ENOENT;
+	return read_small_file(path, buf, len) > 0 ? 0 : -ENOENT;
 }
 
 /* "0-3,8" → CPU set; 0 when at least one CPU was set. */
@@ -263,17 +259,25 @@ int vm_wait_exit(pid_t pid, int pidfd, uint64_t timeout_ns, int *status)
 	return 0;
 }
 
+/* A stream socket, and in SA the address of PATH, for a listen or a connect. */
+static int unix_socket(const char *path, struct sockaddr_un *sa)
+{
+	int fd;
+
+	if (strlen(path) >= sizeof sa->sun_path)
+		return -ENAMETOOLONG;
+	strcpy(sa->sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
 int vm_unix_listen(const char *path, uid_t uid, gid_t gid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
+	_cleanup_close_ int fd = unix_socket(path, &sa);
 
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	(void)unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
 		return -errno;
@@ -287,14 +291,10 @@ int vm_unix_listen(const char *path, uid_t uid, gid_t gid)
 int vm_unix_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
+	_cleanup_close_ int fd = unix_socket(path, &sa);
 
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
 		return -errno;
 	return TAKE_FD(fd);
@@ -455,6 +455,27 @@ void vm_last_log_line(const struct vm *vm, char *buf, size_t len)
 	if (str_startswith(line, "qemu-system-") && p)
 		line = (char *)p + 2;
 	snprintf(buf, len, "%s", line);
+}
+
+const char *vm_error_text(struct vm *vm, int r, char *buf, size_t len)
+{
+	const char *e = vm->ops && vm->ops->last_error ? vm->ops->last_error(vm) : "";
+
+	if (r == -ECHILD) {
+		char how[128], line[512];
+		vm_describe_exit(vm, how, sizeof how);
+		vm_last_log_line(vm, line, sizeof line);
+		snprintf(buf, len, "%s %s%s%s", vm->ops ? vm->ops->name : "VMM", how, line[0] ? ": " : "",
+			 line);
+	} else if (r == -EIO && e && e[0]) {
+		snprintf(buf, len, "%s", e);
+	} else if (r == -ENONET) {
+		snprintf(buf, len, "network namespace '%s' does not exist (create it with 'drafter nat')",
+			 vm->spec.cfg && vm->spec.cfg->netns ? vm->spec.cfg->netns : "");
+	} else {
+		snprintf(buf, len, "%s", strerror(-r));
+	}
+	return buf;
 }
 
 void vm_spec_free(struct vm_spec *spec)

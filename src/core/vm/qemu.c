@@ -26,6 +26,7 @@
 
 #include <json-c/json.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm/qmp.h"
@@ -100,8 +101,7 @@ _printf_(2, 3) static void addf(struct argv_buf *a, const char *fmt, ...)
 	char *s;
 
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
+	s = xvasprintf(fmt, ap);
 	va_end(ap);
 	add(a, s);
 	free(s);
@@ -368,26 +368,13 @@ static void *feed_state(void *arg)
 	f->result = 0;
 	while (off < f->len) {
 		size_t want = f->len - off > sizeof buf ? sizeof buf : (size_t)(f->len - off);
-		ssize_t n = pread(f->in, buf, want, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			f->result = n < 0 ? -errno : -ENODATA;
+		f->result = pread_exact(f->in, buf, want, off);
+		if (f->result == 0)
+			f->result = write_all(f->out, buf, want);
+		if (f->result < 0)
 			break;
-		}
-		for (ssize_t w = 0; w < n;) {
-			ssize_t m = write(f->out, buf + w, (size_t)(n - w));
-			if (m < 0) {
-				if (errno == EINTR)
-					continue;
-				f->result = -errno;
-				goto done;
-			}
-			w += m;
-		}
-		off += (uint64_t)n;
+		off += want;
 	}
-done:
 	close(f->out);
 	f->out = -1;
 	return NULL;
@@ -496,15 +483,8 @@ static int qemu_save_state(struct vm *vm, const char *path, uint64_t *size)
 
 static int qemu_flush_memory(struct vm *vm)
 {
-	_cleanup_close_ int fd = -EBADF;
-
 	/* Pages QEMU dirtied through its MAP_SHARED mapping are in this file's page cache. */
-	fd = open(vm->spec.memory, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		return -errno;
-	return 0;
+	return vm_fsync_path(vm->spec.memory);
 }
 
 static void qemu_stop(struct vm *vm)

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm/qmp.h"
@@ -125,16 +126,7 @@ static int send_line(struct qmp *q, const char *line, int send_fd)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	while ((size_t)n < len) {
-		ssize_t m = send(q->fd, line + n, len - (size_t)n, MSG_NOSIGNAL);
-		if (m < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		n += m;
-	}
-	return 0;
+	return send_all(q->fd, line + n, len - (size_t)n);
 }
 
 int qmp_call(struct qmp *q, const char *cmd, json_object *args, int send_fd, json_object **ret, char *err,

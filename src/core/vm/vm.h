@@ -192,6 +192,13 @@ void vm_describe_exit(const struct vm *vm, char *buf, size_t len);
 /* The last non-empty line the VMM wrote to stderr ("" if none). */
 void vm_last_log_line(const struct vm *vm, char *buf, size_t len);
 
+/*
+ * The cause to print after a failed VM operation R (-errno): how the VMM
+ * ended (-ECHILD), the VMM's own message (-EIO), the missing namespace
+ * (-ENONET), else strerror. Returns BUF.
+ */
+const char *vm_error_text(struct vm *vm, int r, char *buf, size_t len);
+
 /* Process helpers shared by the drivers (proc.c). */
 struct vm_spawn {
 	char **argv;

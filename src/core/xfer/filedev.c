@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/util.h"
 #include "core/xfer/filedev.h"
 
@@ -23,55 +24,76 @@ struct filedev {
 	char *path;    /* final path */
 	char *tmp;     /* output: the temporary file until committed */
 	uint64_t *written; /* output: blocks written at least once */
+	uint64_t wb_lo, wb_hi; /* output: range written since writeback was last started */
 	bool output;
 };
+
+/*
+ * Outputs start the writeback of what they received every so often, so the
+ * fsync before the rename finds little left to write and the disk works
+ * while the network does.
+ */
+#define WRITEBACK_CHUNK (8ull << 20)
+
+static void output_written(struct filedev *f, uint64_t off, uint64_t len)
+{
+	if (f->wb_hi <= f->wb_lo) {
+		f->wb_lo = off;
+		f->wb_hi = off + len;
+	} else {
+		if (off < f->wb_lo)
+			f->wb_lo = off;
+		if (off + len > f->wb_hi)
+			f->wb_hi = off + len;
+	}
+	if (f->wb_hi - f->wb_lo >= WRITEBACK_CHUNK) {
+		/* Only a hint: a failure shows up again in the final fsync. */
+		(void)sync_file_range(f->fd, (off_t)f->wb_lo, (off_t)(f->wb_hi - f->wb_lo),
+				      SYNC_FILE_RANGE_WRITE);
+		f->wb_lo = f->wb_hi = 0;
+	}
+}
 
 static ssize_t input_read(struct xfer_dev *d, uint64_t block, void *buf)
 {
 	struct filedev *f = d->ctx;
 	uint64_t off = block * d->block_size;
 	uint32_t len = xfer_dev_block_len(d, block);
-	size_t got = 0;
 
-	/* A hole covering the whole block reads as zeros without I/O. */
-	off_t data = lseek(f->fd, (off_t)off, SEEK_DATA);
-	if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= off + len)) {
-		memset(buf, 0, len);
-		return len;
-	}
-	while (got < len) {
-		ssize_t n = pread(f->fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+	/* Holes read as zeros without I/O: only the data extents inside the
+	 * block are read, so a sparse memory image costs a memset for its
+	 * zero pages instead of a copy from the page cache. */
+	uint64_t pos = off, end = off + len;
+	uint8_t *p = buf;
+	while (pos < end) {
+		off_t data = lseek(f->fd, (off_t)pos, SEEK_DATA);
+		if (data < 0 && errno != ENXIO)
 			return -errno;
-		}
-		if (n == 0)
+		uint64_t data_at = data < 0 || (uint64_t)data > end ? end : (uint64_t)data;
+		memset(p + (pos - off), 0, data_at - pos);
+		pos = data_at;
+		if (pos >= end)
 			break;
-		got += (size_t)n;
+		off_t hole = lseek(f->fd, (off_t)pos, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		uint64_t hole_at = (uint64_t)hole > end || (uint64_t)hole <= pos ? end : (uint64_t)hole;
+		ssize_t n = pread_full(f->fd, p + (pos - off), hole_at - pos, pos);
+		if (n < 0)
+			return n;
+		if ((uint64_t)n < hole_at - pos) {
+			/* The file shrank under us: the rest reads as zeros. */
+			memset(p + (pos - off) + n, 0, end - pos - (uint64_t)n);
+			break;
+		}
+		pos = hole_at;
 	}
-	return (ssize_t)got;
+	return len;
 }
 
 static const struct xfer_dev_ops input_ops = {
 	.read_block = input_read,
 };
-
-static int write_all_at(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, p + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		done += (size_t)n;
-	}
-	return 0;
-}
 
 #define OUT_PAGE 4096u
 static int output_deliver(struct xfer_dev *d, uint64_t block, const void *data, size_t len)
@@ -81,8 +103,9 @@ static int output_deliver(struct xfer_dev *d, uint64_t block, const void *data, 
 	const uint8_t *p = data;
 
 
+	output_written(f, off, len);
 	if (f->written[block / 64] >> (block % 64) & 1)
-		return write_all_at(f->fd, p, len, off);
+		return pwrite_all(f->fd, p, len, off);
 	/* First version of the block in a fresh sparse file: zero pages are
 	 * holes already, so only the runs of non-zero pages are written. This
 	 * keeps memory-like devices sparse and their final fsync short. */
@@ -101,7 +124,7 @@ static int output_deliver(struct xfer_dev *d, uint64_t block, const void *data, 
 				break;
 			end += m;
 		}
-		int r = write_all_at(f->fd, p + pos, end - pos, off + pos);
+		int r = pwrite_all(f->fd, p + pos, end - pos, off + pos);
 		if (r < 0)
 			return r;
 		pos = end;
