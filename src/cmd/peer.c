@@ -1,9 +1,10 @@
 /*
- * drafter peer, devices only (no VM yet): get the devices from local files
- * (--raddr '') or from a registry or another peer (--raddr), expose them so
- * that any process can use them, and with --laddr wait for a destination and
- * migrate them away. The VM layer will plug into the same flow through
- * struct xfer_hooks (pause/flush/save on suspend, resume after authority).
+ * drafter peer: get the devices from local files (--raddr '') or from a
+ * registry or another peer (--raddr), expose them through the storage engine,
+ * run the VM they hold (when there are state, memory and config devices), and
+ * with --laddr wait for a destination and migrate the running VM away. The VM
+ * plugs into the engine through struct xfer_hooks (src/core/vm/migrate-vm.h).
+ * Without a VM (devices only) other processes use the exposed devices.
  */
 #include "config.h"
 
@@ -19,12 +20,16 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cmd/cmds.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/net/hold.h"
 #include "core/progress.h"
 #include "core/store/store.h"
 #include "core/util.h"
+#include "core/vm/migrate-vm.h"
 #include "core/xfer/migrate.h"
 #include "core/xfer/server.h"
 #include "core/xfer/storedev.h"
@@ -43,7 +48,103 @@ struct peer {
 	struct xfer_conn *in_conn;
 	int stop_efd;
 	bool interrupted;
+	/* the VM, when the devices hold one */
+	bool vm_mode;
+	struct vmmig *vm;
+	int vm_start_r;
+	/* destination: the session runs in its own thread; this one starts the VM */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool got_authority, dest_done; /* under lock */
+	const struct xfer_dest_opts *dest_o;
+	const struct xfer_hooks *dest_h;
+	struct xfer_stats dest_st;
+	bool dest_auth;
+	int dest_r;
+	char dest_err[512];
+	char vm_err[512];
+	uint64_t paused_ns;      /* source: realtime when the VM was paused for the handover */
+	struct net_hold *hold;   /* the guest's inbound packets, held while no VM runs here */
+	uint64_t handover_ns;    /* source: realtime when authority was sent */
+	uint64_t dest_blocks_at_auth; /* destination: blocks received before AUTHORITY */
+	uint64_t src_paused_ns;  /* destination: the same, as the source sent it with AUTHORITY */
 };
+
+/* Exposed path of device NAME (the VM layer asks by name). */
+static const char *peer_path(void *ctx, const char *name)
+{
+	struct peer *p = ctx;
+
+	for (size_t i = 0; i < p->n; i++)
+		if (str_eq(store_device_name(xfer_storedev_store(p->devs[i])), name))
+			return store_expose_path(p->expose, i);
+	return NULL;
+}
+
+/*
+ * Hold the packets for the guest in our namespace while it cannot take them
+ * (destination: from before the connection until its VM runs), so that a client's SYN waits instead of being lost and retried a second
+ * later. Best effort: without NFQUEUE support packets are just lost.
+ */
+static void peer_hold(struct peer *p)
+{
+	struct net_hold_opts o = { .max_window_ns = 120ULL * 1000000000ULL };
+	int r;
+
+	if (p->hold || !p->vm_mode)
+		return;
+	r = net_hold_start_opts(p->cfg->vm.netns, &o, &p->hold);
+	if (r < 0) {
+		log_warn("cannot hold the guest's packets in '%s' during the migration: %s", p->cfg->vm.netns,
+			 strerror(-r));
+		p->hold = NULL;
+	}
+}
+
+static void peer_release(struct peer *p)
+{
+	struct net_hold_stats st = { 0 };
+
+	if (!p->hold)
+		return;
+	(void)net_hold_release(p->hold, &st);
+	p->hold = NULL;
+	log_debug("released %" PRIu64 " held packets after %.0fms%s", st.held, (double)st.window_ns / 1e6,
+		  st.expired ? " (the window expired)" : "");
+}
+
+/*
+ * Start the VM from the exposed devices. Always from the main thread: the
+ * VMM is killed when the thread that spawned it ends (PR_SET_PDEATHSIG).
+ */
+static int peer_vm_start(struct peer *p)
+{
+	int r = vmmig_start(p->cfg, peer_path, p, -1, &p->vm, p->vm_err, sizeof p->vm_err);
+
+	peer_release(p);
+	if (r == 0)
+		r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
+	p->vm_start_r = r;
+	return r;
+}
+
+static void *dest_thread(void *arg)
+{
+	struct peer *p = arg;
+
+	p->dest_r = xfer_dest_run(p->in_conn, p->dest_o, p->dest_h, &p->dest_st, &p->dest_auth, p->dest_err,
+				  sizeof p->dest_err);
+	if (p->dest_r < 0 && p->dest_auth) {
+		/* Blocks that will never come fail with EIO, so a VM load waiting for them ends. */
+		for (size_t i = 0; i < p->n; i++)
+			xfer_storedev_fail(p->devs[i], -EIO);
+	}
+	pthread_mutex_lock(&p->lock);
+	p->dest_done = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
 
 static int peer_expose(struct peer *p)
 {
@@ -63,6 +164,60 @@ static int peer_expose(struct peer *p)
 		log_info("device '%s' is at '%s' (%s)", store_device_name(sds[i]),
 			 store_expose_path(p->expose, i), store_expose_kind_name(p->expose));
 	return 0;
+}
+
+/*
+ * The one-line summary both sides print at the end of a migration: bytes on
+ * the wire, blocks sent before the authority transfer and after it (the
+ * final dirty blocks, post-copied), dirty cycles, total time and downtime
+ * (source paused to VM resumed on the destination; the source only knows its
+ * own part, pause to handover). DOWNTIME_MS < 0: unknown.
+ */
+static void peer_summary(struct peer *p, bool source, const char *addr, const struct xfer_stats *st,
+			 double downtime_ms)
+{
+	uint64_t blocks = st->blocks_raw + st->blocks_zero + st->blocks_zstd;
+	/* The source knows what it sent after the handover; the destination counts what came after it. */
+	uint64_t post = source ? st->final_dirty : blocks - p->dest_blocks_at_auth;
+	double total = (double)(st->end_ns - st->start_ns) / 1e9;
+	char bytes[32], down[48], cycles[32] = "";
+
+	if (post > blocks)
+		post = blocks;
+	if (source) /* the destination does not see the cycles as such */
+		snprintf(cycles, sizeof cycles, "%u", st->cycles);
+
+	if (p->cfg->transport.json) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "role", json_object_new_string(source ? "source" : "destination"));
+		json_object_object_add(o, "peer", json_object_new_string(addr));
+		json_object_object_add(o, "vm", json_object_new_boolean(p->vm != NULL));
+		json_object_object_add(o, "devices", json_object_new_int64((int64_t)p->n));
+		json_object_object_add(o, "bytes_sent", json_object_new_int64((int64_t)st->bytes_wire));
+		json_object_object_add(o, "bytes_data", json_object_new_int64((int64_t)st->bytes_data));
+		json_object_object_add(o, "blocks_precopied", json_object_new_int64((int64_t)(blocks - post)));
+		json_object_object_add(o, "blocks_postcopied", json_object_new_int64((int64_t)post));
+		json_object_object_add(o, "blocks_requested", json_object_new_int64((int64_t)st->blocks_priority));
+		json_object_object_add(o, "blocks_shared_base", json_object_new_int64((int64_t)st->blocks_have));
+		json_object_object_add(o, "cycles", source ? json_object_new_int64(st->cycles) : NULL);
+		char num[32];
+		snprintf(num, sizeof num, "%.3f", total);
+		json_object_object_add(o, "total_s", json_object_new_double_s(total, num));
+		snprintf(num, sizeof num, "%.1f", downtime_ms);
+		json_object_object_add(o, "downtime_ms", downtime_ms >= 0 ? json_object_new_double_s(downtime_ms, num) : NULL);
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+		json_object_put(o);
+	}
+	format_bytes(st->bytes_wire, bytes, sizeof bytes);
+	if (downtime_ms >= 0)
+		snprintf(down, sizeof down, "%s %.0fms", source ? "paused until handover" : "downtime", downtime_ms);
+	else
+		snprintf(down, sizeof down, "downtime unknown");
+	log_info("%s %s '%s': %s on the wire, %" PRIu64 " blocks pre-copied, %" PRIu64
+		 " post-copied (%" PRIu64 " on demand)%s%s%s, total %.2fs, %s",
+		 p->vm ? "VM migrated" : "devices migrated", source ? "to" : "from", addr, bytes, blocks - post, post,
+		 st->blocks_priority, source ? ", " : "", source ? cycles : "", source ? " cycles" : "", total, down);
 }
 
 /* ---- destination ---- */
@@ -98,8 +253,12 @@ static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 	struct peer *p = ctx;
 	int r;
 
-	(void)data;
-	(void)len;
+	if (len == 8) {
+		uint64_t v = 0;
+		for (int i = 7; i >= 0; i--)
+			v = v << 8 | data[i];
+		p->src_paused_ns = v;
+	}
 	for (size_t i = 0; i < p->n; i++) {
 		r = xfer_storedev_commit(p->devs[i]);
 		if (r < 0)
@@ -109,6 +268,17 @@ static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 	if (r < 0)
 		return r;
 	log_info("took over %zu devices", p->n);
+	/* This runs in the session's thread, which keeps dest_st current. */
+	p->dest_blocks_at_auth = p->dest_st.blocks_raw + p->dest_st.blocks_zero + p->dest_st.blocks_zstd;
+	/*
+	 * The VMM reads guest memory while it loads the device state, and those
+	 * reads wait for blocks that this very thread delivers: the main thread
+	 * starts the VM while post-copy goes on here.
+	 */
+	pthread_mutex_lock(&p->lock);
+	p->got_authority = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 
@@ -143,6 +313,7 @@ static int peer_migrate_in(struct peer *p)
 		log_error("%s", err);
 		return r;
 	}
+	peer_hold(p);
 	r = xfer_dial(cfg->transport.raddr, tls, &p->in_conn, err, sizeof(err));
 	if (r < 0) {
 		log_error("cannot connect to '%s': %s", cfg->transport.raddr, err);
@@ -158,7 +329,36 @@ static int peer_migrate_in(struct peer *p)
 	pthread_create(&watcher, NULL, signal_watch, p);
 	struct xfer_dest_opts o = { .ctx = p, .open = dest_open };
 	struct xfer_hooks h = { .ctx = p, .authority = dest_authority };
-	r = xfer_dest_run(p->in_conn, &o, &h, &st, &auth, err, sizeof(err));
+	pthread_t dt;
+	p->dest_o = &o;
+	p->dest_h = &h;
+	if (pthread_create(&dt, NULL, dest_thread, p) != 0) {
+		r = -EAGAIN;
+		snprintf(err, sizeof(err), "cannot start a thread");
+	} else {
+		uint64_t t0;
+		bool start_vm;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->got_authority && !p->dest_done)
+			pthread_cond_wait(&p->cond, &p->lock);
+		start_vm = p->got_authority && p->vm_mode;
+		pthread_mutex_unlock(&p->lock);
+		t0 = vmmig_realtime_ns();
+		if (start_vm && peer_vm_start(p) == 0) {
+			uint64_t t = vmmig_resumed_ns(p->vm);
+			if (p->src_paused_ns && t > p->src_paused_ns)
+				log_info("VM resumed here %.0fms after the source paused it (VMM started in %.0fms)",
+					 (double)(t - p->src_paused_ns) / 1e6, (double)(t - t0) / 1e6);
+			else
+				log_info("VM resumed here");
+		}
+		pthread_join(dt, NULL);
+		r = p->dest_r;
+		st = p->dest_st;
+		auth = p->dest_auth;
+		snprintf(err, sizeof(err), "%s", p->dest_err);
+	}
 	uint64_t one = 1;
 	(void)!write(p->stop_efd, &one, sizeof(one));
 	pthread_join(watcher, NULL);
@@ -184,6 +384,17 @@ static int peer_migrate_in(struct peer *p)
 			 p->n, size, cfg->transport.raddr, (double)(st.end_ns - st.start_ns) / 1e9,
 			 st.blocks_priority);
 	}
+	if (p->vm_mode && auth && p->vm_start_r < 0) {
+		log_error("cannot resume the migrated VM: %s", p->vm_err);
+		r = r < 0 ? r : p->vm_start_r;
+		goto out;
+	}
+	if (r == 0) {
+		uint64_t t = vmmig_resumed_ns(p->vm);
+		peer_summary(p, false, cfg->transport.raddr, &st,
+			     p->vm && p->src_paused_ns && t > p->src_paused_ns ? (double)(t - p->src_paused_ns) / 1e6
+									    : -1.0);
+	}
 out:
 	xfer_conn_free(p->in_conn);
 	p->in_conn = NULL;
@@ -196,13 +407,30 @@ out:
 static int src_flush(void *ctx)
 {
 	struct peer *p = ctx;
+	int r = vmmig_flush(p->vm);
+
+	if (r < 0)
+		return r;
 	return p->expose ? store_expose_flush_all(p->expose) : 0;
 }
 
 static int src_suspend(void *ctx)
 {
 	struct peer *p = ctx;
-	int r = src_flush(ctx);
+	int r;
+
+	if (p->vm) {
+		r = vmmig_suspend(p->vm, &p->paused_ns, p->vm_err, sizeof p->vm_err);
+		if (r < 0) {
+			log_warn("cannot suspend the VM for the migration: %s", p->vm_err);
+			return r;
+		}
+		/*
+		 * No packet holding here: setting it up costs ~100 ms, all of
+		 * it downtime, and it would only help a migration that fails.
+		 */
+	}
+	r = src_flush(ctx);
 
 	/* After this no write reaches the devices: the final dirty lists are final. */
 	for (size_t i = 0; i < p->n; i++)
@@ -217,15 +445,43 @@ static int src_resume(void *ctx)
 	struct peer *p = ctx;
 	for (size_t i = 0; i < p->n; i++)
 		xfer_storedev_gate(p->devs[i], XFER_GATE_OPEN);
+	if (p->vm) {
+		int r = vmmig_resume(p->vm, p->vm_err, sizeof p->vm_err);
+		peer_release(p);
+		if (r == 0)
+			r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
+		if (r < 0) {
+			log_error("cannot resume the VM after the failed migration: %s", p->vm_err);
+			return r;
+		}
+		log_info("VM running again here");
+	}
 	return 0;
+}
+
+/* The source's pause time travels with AUTHORITY, so the destination can tell the downtime. */
+static int src_authority_data(void *ctx, uint8_t *buf, size_t cap)
+{
+	struct peer *p = ctx;
+
+	if (!p->vm || cap < 8)
+		return 0;
+	for (int i = 0; i < 8; i++)
+		buf[i] = (uint8_t)(p->paused_ns >> (8 * i));
+	return 8;
 }
 
 static int src_handover(void *ctx)
 {
 	struct peer *p = ctx;
 	p->handed_over = true;
+	p->handover_ns = vmmig_realtime_ns();
 	for (size_t i = 0; i < p->n; i++)
 		xfer_storedev_gate(p->devs[i], XFER_GATE_CLOSED);
+	/* The destination runs the VM from now on: this one never runs again. */
+	vmmig_stop(p->vm);
+	/* What was held here was for a VM that is gone: the destination holds its own. */
+	peer_release(p);
 	return 0;
 }
 
@@ -235,7 +491,8 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 	struct xfer_dev *devs[XFER_MAX_DEVICES];
 	struct xfer_source_opts so = { .concurrency = p->cfg->transport.concurrency };
 	struct xfer_hooks h = { .ctx = p, .flush = src_flush, .suspend = src_suspend,
-				.resume = src_resume, .handover = src_handover };
+				.resume = src_resume, .handover = src_handover,
+				.authority_data = src_authority_data };
 	struct xfer_stats st = { 0 };
 	char err[256], size[32];
 	bool auth;
@@ -268,6 +525,9 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 		 p->n, size, st.blocks_raw + st.blocks_zero + st.blocks_zstd, st.blocks_have, c->peer,
 		 (double)(st.end_ns - st.start_ns) / 1e9, st.cycles, st.final_dirty,
 		 (double)(st.authority_ns - st.suspend_ns) / 1e6);
+	peer_summary(p, true, c->peer, &st,
+		     p->vm ? (double)(p->handover_ns - p->paused_ns) / 1e6
+			   : (double)(st.authority_ns - st.suspend_ns) / 1e6);
 	return 1;
 }
 
@@ -277,20 +537,23 @@ static void peer_refused(void *ctx, const char *peer, const char *err)
 	log_warn("refused '%s': %s", peer, err);
 }
 
-static int peer_wait_signal(int sigfd)
+/* Wait for a signal, or for the VMM (VMFD, -1: none) to exit: then -ECHILD. */
+static int peer_wait_signal(int sigfd, int vmfd)
 {
-	struct pollfd f = { .fd = sigfd, .events = POLLIN };
+	struct pollfd f[2] = { { .fd = sigfd, .events = POLLIN }, { .fd = vmfd, .events = POLLIN } };
 	struct signalfd_siginfo si;
 
-	while (poll(&f, 1, -1) < 0 && errno == EINTR)
+	while (poll(f, vmfd >= 0 ? 2 : 1, -1) < 0 && errno == EINTR)
 		;
+	if (!f[0].revents && f[1].revents)
+		return -ECHILD;
 	return read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) ? (int)si.ssi_signo : 0;
 }
 
 int cmd_peer(int argc, char **argv)
 {
 	struct config cfg;
-	struct peer p = { .cfg = &cfg, .sigfd = -1 };
+	struct peer p = { .cfg = &cfg, .sigfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct xfer_tls *tls = NULL;
 	char err[512];
 	int r, ret = 1, lfd = -1;
@@ -306,6 +569,7 @@ int cmd_peer(int argc, char **argv)
 		log_error_errno(p.sigfd, "cannot set up signal handling: %m");
 		goto out;
 	}
+	p.vm_mode = vmmig_wanted(&cfg);
 	for (size_t i = 0; i < cfg.n_devices; i++) {
 		if (cfg.devices[i].shared)
 			log_warn("device '%s' is shared: it is never migrated and needs a VM to be used",
@@ -354,6 +618,14 @@ int cmd_peer(int argc, char **argv)
 			log_error_errno(r, "cannot expose the devices: %m");
 			goto out;
 		}
+		if (p.vm_mode) {
+			r = peer_vm_start(&p);
+			if (r < 0) {
+				log_error("cannot start the VM: %s", p.vm_err);
+				goto out;
+			}
+			log_info("VM running");
+		}
 	}
 
 	if (lfd >= 0 && !p.failed_after_handover) {
@@ -372,15 +644,35 @@ int cmd_peer(int argc, char **argv)
 			goto out;
 		}
 	} else {
-		(void)peer_wait_signal(p.sigfd);
+		if (peer_wait_signal(p.sigfd, vmmig_pidfd(p.vm)) == -ECHILD) {
+			/* e.g. guest memory that never arrived (the source vanished during post-copy) */
+			vmmig_describe_exit(p.vm, p.vm_err, sizeof p.vm_err);
+			log_error("the VM stopped unexpectedly: %s", p.vm_err);
+			p.handed_over = true; /* nothing left to suspend */
+			ret = 1;
+			goto out;
+		}
 	}
 	ret = p.failed_after_handover ? 1 : 0;
+	if (p.vm && !p.handed_over && !p.failed_after_handover) {
+		/* Stopped by a signal: keep the VM in its devices, so the files resume where it stopped. */
+		r = vmmig_suspend(p.vm, NULL, p.vm_err, sizeof p.vm_err);
+		vmmig_stop(p.vm);
+		if (r < 0) {
+			log_error("cannot suspend the VM: %s", p.vm_err);
+			ret = 1;
+		} else {
+			log_info("VM suspended into its devices");
+		}
+	}
 out:
 	if (lfd >= 0) {
 		close(lfd);
 		if (str_startswith(cfg.transport.laddr, "unix:"))
 			(void)unlink(cfg.transport.laddr + 5);
 	}
+	peer_release(&p);
+	vmmig_free(p.vm);
 	store_expose_free(p.expose);
 	for (size_t i = 0; i < p.n; i++)
 		xfer_storedev_free(p.devs[i]);

@@ -150,6 +150,7 @@ struct cfg_transport {
 	uint32_t concurrency; /* 4096 */
 	enum cfg_exposure exposure;
 	char *mount_dir;      /* where FUSE mounts go, default "out/mnt" */
+	bool json;            /* peer: migration summary as a JSON line on stdout */
 	struct cfg_tls tls;
 };
 

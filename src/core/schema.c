@@ -207,6 +207,8 @@ const struct setting schema_settings[] = {
      "how devices are shown to the VMM: auto, fuse, nbd or file"},
     {S_STR("transport.mount_dir", FF_NONEMPTY, transport.mount_dir), "mount-dir", 0,
      B(RUN) | B(PEER), NULL, "DIR", "directory for the FUSE mounts of the devices"},
+    {S_BOOL("transport.json", transport.json), "json", 0, B(PEER), "", NULL,
+     "print each migration's summary as one JSON line on standard output"},
     {S_STR("transport.tls.certificate", FF_ANY, transport.tls.certificate), "tls-cert", 0,
      B(REGISTRY) | B(PEER) | B(TERMINATE), NULL, "FILE",
      "PEM certificate of this side (enables TLS)"},

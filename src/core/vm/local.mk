@@ -18,3 +18,8 @@ EXTRA_DIST += tests/vm-firecracker.sh tests/fc-contract-jailer
 check_PROGRAMS += tests/unit/test-vm tests/unit/test-vm-qmp
 TESTS += tests/unit/test-vm tests/unit/test-vm-qmp
 UNIT_TESTS += tests/unit/test-vm tests/unit/test-vm-qmp
+
+# The VM side of live migration (drafter peer), and its end-to-end test.
+libdrafter_core_la_SOURCES += src/core/vm/migrate-vm.c src/core/vm/migrate-vm.h
+TESTS += tests/migrate-vm.sh
+EXTRA_DIST += tests/migrate-vm.sh

@@ -1,0 +1,388 @@
+/*
+ * The VM side of a migration (see migrate-vm.h): the glue between the VMM
+ * drivers of vm.h and the hooks of the migration engine. Everything the VM
+ * writes lands in exposed store devices, so the saved state, the memory
+ * stamp and the snapshot record travel as ordinary dirty blocks.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "core/vm/migrate-vm.h"
+#include "core/vm/vm.h"
+
+#define MIB (1024ULL * 1024ULL)
+#define AGENT_ATTEMPT_NS (30ULL * 1000000000ULL)
+#define AGENT_PAUSE_NS (1000000000ULL)
+
+struct vmmig {
+	const struct config *cfg;
+	struct vm vm;
+	struct vm_meta meta;
+	char *state, *memory, *config;
+	int sigfd;
+	bool started;
+	uint64_t resumed_ns; /* realtime, when the VM last started running */
+};
+
+uint64_t vmmig_realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+bool vmmig_wanted(const struct config *cfg)
+{
+	const char *need[] = { "state", "memory", "config" };
+
+	for (size_t i = 0; i < 3; i++) {
+		const struct cfg_device *d = config_find_device((struct config *)cfg, need[i]);
+		if (!d || d->shared)
+			return false;
+	}
+	return true;
+}
+
+static void vm_err(struct vmmig *m, int r, char *buf, size_t len)
+{
+	struct vm *vm = &m->vm;
+	const char *e = vm->ops && vm->ops->last_error ? vm->ops->last_error(vm) : "";
+
+	if (r == -ECHILD) {
+		char how[128], line[512];
+		vm_describe_exit(vm, how, sizeof how);
+		vm_last_log_line(vm, line, sizeof line);
+		snprintf(buf, len, "%s %s%s%s", vm->ops ? vm->ops->name : "VMM", how, line[0] ? ": " : "", line);
+	} else if (r == -EIO && e && e[0]) {
+		snprintf(buf, len, "%s", e);
+	} else if (r == -ENODEV) {
+		snprintf(buf, len, "the snapshot was taken with KVM and /dev/kvm is not available");
+	} else {
+		snprintf(buf, len, "%s", strerror(-r));
+	}
+}
+
+/* AfterResume as the original does it: reconnect and retry within the resume timeout. */
+static int after_resume(struct vmmig *m, char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	uint64_t end = now_ns() + m->cfg->vm.resume_timeout_ns;
+	char why[512] = "";
+	int r = -ETIMEDOUT;
+
+	for (;;) {
+		uint64_t deadline = now_ns() + AGENT_ATTEMPT_NS;
+		int fd;
+
+		if (deadline > end)
+			deadline = end;
+		fd = vm->ops->agent_connect(vm, deadline);
+		if (fd >= 0) {
+			r = vm_agent_call(fd, vm->pidfd, "AfterResume", deadline, why, sizeof why);
+			close(fd);
+			if (r == 0)
+				return 0;
+		} else {
+			r = fd;
+		}
+		if (r == -ECHILD || r == -EINTR || now_ns() >= end)
+			break;
+		struct pollfd p[2] = { { .fd = vm->pidfd, .events = POLLIN }, { .fd = m->sigfd, .events = POLLIN } };
+		if (poll(p, m->sigfd >= 0 ? 2 : 1, vm_poll_ms(now_ns() + AGENT_PAUSE_NS)) > 0) {
+			r = p[0].revents ? -ECHILD : -EINTR;
+			break;
+		}
+	}
+	if (r == -EREMOTEIO)
+		snprintf(err, errlen, "the guest's after-resume command failed: %s", why);
+	else if (r == -ETIMEDOUT || r == -ECONNRESET)
+		snprintf(err, errlen, "the guest agent did not answer AfterResume within the resume timeout");
+	else
+		vm_err(m, r, err, errlen);
+	return r;
+}
+
+int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, struct vmmig **out,
+		char *err, size_t errlen)
+{
+	struct vmmig *m = xcalloc(1, sizeof(*m));
+	struct vm_spec spec = { 0 };
+	const char *kernel = path(ctx, "kernel");
+	const char *initramfs = path(ctx, "initramfs");
+	int r;
+
+	m->cfg = cfg;
+	m->sigfd = sigfd;
+	m->vm.pidfd = -EBADF;
+	m->vm.log_fd = -EBADF;
+	m->state = xstrdup(path(ctx, "state"));
+	m->memory = xstrdup(path(ctx, "memory"));
+	m->config = xstrdup(path(ctx, "config"));
+	*out = m;
+
+	r = vm_meta_read(m->config, &m->meta);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot read snapshot config '%s': %s", m->config,
+			 r == -EINVAL || r == -E2BIG ? "not a drafter snapshot config" : strerror(-r));
+		return r;
+	}
+	if (!m->meta.has_drafter || m->meta.machine.kind != VM_KIND_QEMU) {
+		snprintf(err, errlen, "cannot migrate '%s': only QEMU snapshots made by drafter can be migrated",
+			 m->config);
+		return -EOPNOTSUPP;
+	}
+	r = vm_check_snapshot(&m->meta, m->state, m->memory);
+	if (r < 0) {
+		snprintf(err, errlen, "%s",
+			 r == -EBADE	? "the state device does not belong to the snapshot config"
+			 : r == -ESTALE ? "the memory device belongs to another snapshot"
+					: strerror(-r));
+		return r;
+	}
+	r = vm_netns_check(cfg->vm.netns);
+	if (r < 0) {
+		snprintf(err, errlen, "network namespace '%s' %s", cfg->vm.netns,
+			 r == -ENOENT ? "does not exist (create it with 'drafter nat')" : strerror(-r));
+		return r;
+	}
+	vm_machine_copy(&spec.machine, &m->meta.machine);
+	spec.cfg = &cfg->vm;
+	spec.kernel = kernel ? xstrdup(kernel) : NULL;
+	spec.initramfs = m->meta.machine.initramfs && initramfs ? xstrdup(initramfs) : NULL;
+	spec.state = xstrdup(m->state);
+	spec.state_size = m->meta.state_size;
+	spec.memory = xstrdup(m->memory);
+	spec.enable_input = false;
+	spec.enable_output = cfg->vm.enable_output;
+	for (size_t i = 0; i < m->meta.machine.n_disks; i++) {
+		const char *p = path(ctx, m->meta.machine.disks[i]);
+		if (!p) {
+			snprintf(err, errlen, "the snapshot has a disk '%s' that the devices do not name",
+				 m->meta.machine.disks[i]);
+			vm_spec_free(&spec);
+			return -EINVAL;
+		}
+		spec.disk_paths[i] = xstrdup(p);
+	}
+	vm_init(&m->vm, m->meta.machine.kind, &spec);
+	m->started = true;
+	r = m->vm.ops->restore(&m->vm);
+	if (r == 0)
+		r = m->vm.ops->resume(&m->vm);
+	m->resumed_ns = vmmig_realtime_ns();
+	log_debug("VM restored and resumed at %.3f", (double)m->resumed_ns / 1e9);
+	if (r < 0)
+		vm_err(m, r, err, errlen);
+	return r;
+}
+
+int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen)
+{
+	int r = after_resume(m, err, errlen);
+
+	log_debug("AfterResume answered at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	return r;
+}
+
+int vmmig_flush(struct vmmig *m)
+{
+	if (!m || !m->started)
+		return 0;
+	return m->vm.ops->flush_memory(&m->vm);
+}
+
+/* Copy the first SIZE bytes of FROM into the (fixed-size) device file TO. */
+static int copy_into(const char *from, const char *to, uint64_t size)
+{
+	_cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int outfd = -EBADF;
+	char buf[65536];
+	struct stat st;
+	uint64_t off = 0;
+
+	if (in < 0)
+		return -errno;
+	outfd = open(to, O_WRONLY | O_CLOEXEC);
+	if (outfd < 0)
+		return -errno;
+	if (fstat(outfd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < size)
+		return -EFBIG;
+	while (off < size) {
+		size_t want = size - off < sizeof buf ? (size_t)(size - off) : sizeof buf;
+		ssize_t n = pread(in, buf, want, (off_t)off);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENODATA;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = pwrite(outfd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
+			if (w < 0)
+				return -errno;
+			done += w;
+		}
+		off += (uint64_t)n;
+	}
+	return fsync(outfd) < 0 ? -errno : 0;
+}
+
+/* The snapshot record goes into the config device in place, NUL-terminated (the parser stops there). */
+static int write_config(const char *path, const struct vm_meta *meta)
+{
+	_cleanup_free_ char *json = vm_meta_to_json(meta);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+	struct stat st;
+	size_t len;
+
+	if (!json)
+		return -ENOMEM;
+	if (fd < 0)
+		return -errno;
+	len = strlen(json) + 1;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < len)
+		return -EFBIG;
+	for (size_t done = 0; done < len;) {
+		ssize_t w = pwrite(fd, json + done, len - done, (off_t)done);
+		if (w < 0)
+			return -errno;
+		done += (size_t)w;
+	}
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	struct vm_meta meta = { 0 };
+	uint64_t deadline = now_ns() + (m->cfg->vm.rescue_timeout_ns ? m->cfg->vm.rescue_timeout_ns
+								    : m->cfg->vm.resume_timeout_ns);
+	char tmp[] = "/tmp/drafter-state-XXXXXX";
+	uint64_t size = 0;
+	char why[512];
+	int r, fd;
+
+	log_debug("BeforeSuspend at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	fd = vm->ops->agent_connect(vm, deadline);
+	r = fd < 0 ? fd : vm_agent_call(fd, vm->pidfd, "BeforeSuspend", deadline, why, sizeof why);
+	if (fd >= 0)
+		close(fd);
+	if (r == -ECHILD) {
+		vm_err(m, r, err, errlen);
+		return r;
+	}
+	if (r == -EREMOTEIO)
+		log_warn("the guest's before-suspend command failed: %s; suspending anyway", why);
+	else if (r < 0)
+		log_warn("the guest agent did not answer BeforeSuspend (%s); suspending anyway", strerror(-r));
+
+	r = vm->ops->pause(vm);
+	if (paused_ns)
+		*paused_ns = vmmig_realtime_ns();
+	log_debug("VM paused at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	if (r < 0) {
+		vm_err(m, r, err, errlen);
+		return r;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot create a scratch file for the VM state: %s", strerror(errno));
+		return r;
+	}
+	close(fd);
+	r = vm->ops->save_state(vm, tmp, &size);
+	if (r < 0) {
+		vm_err(m, r, err, errlen);
+		goto out;
+	}
+	r = copy_into(tmp, m->state, size);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot write the VM state into '%s': %s", m->state,
+			 r == -EFBIG ? "the state device is too small" : strerror(-r));
+		goto out;
+	}
+	r = vm->ops->flush_memory(vm);
+	if (r < 0) {
+		vm_err(m, r, err, errlen);
+		goto out;
+	}
+	vm_machine_copy(&meta.machine, &m->meta.machine);
+	r = vm_seal_snapshot(m->state, size, false, m->memory, (uint64_t)meta.machine.memory_mib * MIB, &meta);
+	if (r == 0)
+		r = write_config(m->config, &meta);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot seal the snapshot: %s", strerror(-r));
+		goto out;
+	}
+	log_debug("VM suspended into its devices: snapshot %s, %" PRIu64 " bytes of state", meta.snapshot_id, size);
+	/* The next suspend (after a failed migration) seals against this record. */
+	vm_meta_free(&m->meta);
+	m->meta = meta;
+	memset(&meta, 0, sizeof meta);
+out:
+	vm_meta_free(&meta);
+	(void)unlink(tmp);
+	return r;
+}
+
+int vmmig_resume(struct vmmig *m, char *err, size_t errlen)
+{
+	int r = m->vm.ops->resume(&m->vm);
+
+	m->resumed_ns = vmmig_realtime_ns();
+	if (r < 0)
+		vm_err(m, r, err, errlen);
+	return r;
+}
+
+void vmmig_stop(struct vmmig *m)
+{
+	if (m && m->started) {
+		m->vm.ops->stop(&m->vm);
+		(void)vm_alive(&m->vm);
+	}
+}
+
+uint64_t vmmig_resumed_ns(const struct vmmig *m)
+{
+	return m ? m->resumed_ns : 0;
+}
+
+int vmmig_pidfd(struct vmmig *m)
+{
+	return m && m->started && m->vm.pid > 0 ? m->vm.pidfd : -1;
+}
+
+void vmmig_describe_exit(struct vmmig *m, char *buf, size_t len)
+{
+	(void)vm_alive(&m->vm);
+	vm_err(m, -ECHILD, buf, len);
+}
+
+void vmmig_free(struct vmmig *m)
+{
+	if (!m)
+		return;
+	if (m->started)
+		vm_free(&m->vm);
+	vm_meta_free(&m->meta);
+	free(m->state);
+	free(m->memory);
+	free(m->config);
+	free(m);
+}

@@ -1,0 +1,59 @@
+/*
+ * A VM whose devices are exposed by the storage engine, driven the way a
+ * migration needs it: started from the exposed files (source: before serving;
+ * destination: once authority arrived), flushed before dirty cycles,
+ * suspended into its own devices (so the engine moves the saved state like
+ * any other block), resumed again when a migration fails before authority,
+ * and stopped for good after the handover. Used by `drafter peer`.
+ */
+#ifndef DRAFTER_VM_MIGRATE_VM_H
+#define DRAFTER_VM_MIGRATE_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+struct vmmig;
+
+/* Exposed path of device NAME, or NULL when there is no such device. */
+typedef const char *(*vmmig_path_fn)(void *ctx, const char *name);
+
+/* Do CFG's devices describe a VM (state, memory and config devices)? */
+bool vmmig_wanted(const struct config *cfg);
+
+/*
+ * Restore and resume the VM whose devices PATH names; on success call
+ * vmmig_after_resume next. *OUT is set in every case (vmmig_free it).
+ * CFG must outlive the VM. SIGFD (-1: none) interrupts the waits. On failure
+ * ERR says why in the user's words.
+ */
+int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, struct vmmig **out,
+		char *err, size_t errlen);
+/* The guest agent's AfterResume, with the original's retries within the resume timeout. */
+int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen);
+/* Write guest RAM back to the memory device (before a dirty cycle). */
+int vmmig_flush(struct vmmig *m);
+/*
+ * BeforeSuspend, pause, save the device state into the `state` device, seal
+ * the snapshot (memory stamp, then the `config` device), flush memory. After
+ * it the VM changes nothing. *PAUSED_NS (realtime) = when the VM stopped.
+ */
+int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen);
+/* The migration failed before authority: run again (then vmmig_after_resume). */
+int vmmig_resume(struct vmmig *m, char *err, size_t errlen);
+/* Stop the VMM (after the handover, or on the way out after a suspend). */
+void vmmig_stop(struct vmmig *m);
+/* Realtime ns when the VM last started running (restore or resume), 0: never. */
+uint64_t vmmig_resumed_ns(const struct vmmig *m);
+/* Process descriptor of the VMM (readable when it exits), -1 when stopped. */
+int vmmig_pidfd(struct vmmig *m);
+/* Text for a VMM that exited by itself. */
+void vmmig_describe_exit(struct vmmig *m, char *buf, size_t len);
+void vmmig_free(struct vmmig *m);
+
+/* Realtime clock in ns (downtime is measured across two processes). */
+uint64_t vmmig_realtime_ns(void);
+
+#endif
