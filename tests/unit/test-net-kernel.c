@@ -257,7 +257,7 @@ int main(void)
 {
 	if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0) {
 		printf("1..0 # SKIP needs root to create a network namespace\n");
-		return 77;
+		return 0; /* "1..0 # SKIP" is the skip; tap-driver counts exit 77 as an error */
 	}
 	test_links();
 	test_nft();

@@ -500,11 +500,11 @@ int main(void)
 
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP FUSE exposure needs root\n");
-		return 77;
+		return 0; /* "1..0 # SKIP" is the skip; tap-driver counts exit 77 as an error */
 	}
 	if (access("/dev/fuse", R_OK | W_OK) < 0) {
 		printf("1..0 # SKIP /dev/fuse is not available\n");
-		return 77;
+		return 0; /* "1..0 # SKIP" is the skip; tap-driver counts exit 77 as an error */
 	}
 	snprintf(helper, sizeof(helper), "%s/tests/store-mmap-writer", top ? top : ".");
 	if (access(helper, X_OK) < 0)
@@ -527,7 +527,7 @@ int main(void)
 	if (r == -EPERM || r == -EACCES) {
 		(void)!system(cmd);
 		printf("1..0 # SKIP cannot mount FUSE here (%s)\n", strerror(-r));
-		return 77;
+		return 0; /* "1..0 # SKIP" is the skip; tap-driver counts exit 77 as an error */
 	}
 	test_source();
 	test_writeback();
