@@ -646,11 +646,22 @@ static uint64_t arrivals;
 static struct xfer_conn *prio_conn;
 static uint64_t prio_block;
 
+static uint64_t *prio_requests; /* the source's request counter */
+
 static int prio_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
 {
 	struct memdev *m = d->ctx;
 	memcpy(m->data + b * d->block_size, data, len);
 	arrival[b] = ++arrivals;
+	/*
+	 * Hold the first bulk block until the source has taken the request in,
+	 * so a starved reader thread (a loaded machine, sanitizers) cannot let
+	 * the bulk stream run to the end first: the socket fills, the source
+	 * waits, and what the test checks is only the order it then chooses.
+	 */
+	for (int i = 0; arrivals == 1 && i < 10000 && !__atomic_load_n(prio_requests, __ATOMIC_RELAXED);
+	     i++)
+		usleep(1000);
 	return 0;
 }
 
@@ -726,6 +737,7 @@ static void test_priority(void)
 	arrival = calloc(nb, sizeof(*arrival));
 	arrivals = 0;
 
+	prio_requests = &sa.st.requests;
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 	sa.c = xfer_conn_from_fd(sv[0], "src");
 	prio_conn = xfer_conn_from_fd(sv[1], "dst");
