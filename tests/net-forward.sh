@@ -68,40 +68,19 @@ fails "the first forwarder's port is closed" in_host socat -T2 -t2 - TCP:127.0.0
 kill -KILL $pid2; wait $pid2 2>/dev/null
 like "SIGKILL leaves the table behind" "$(in_host nft list tables)" "drafter_fwd_$pid2"
 
-# Wildcard addresses forward from every local address. The original's flag
-# syntax refuses them; where the configuration layer does too, the forward
-# core is driven directly.
+# Wildcard addresses forward from every local address (the original refused
+# them), through the legacy flags as well.
 json="[$(fwd ${P}0 9000 tcp 0.0.0.0:5555),$(fwd ${P}0 9001 tcp [::]:5556)]"
-if start_fwd "$T/fwd3.log" "$json"; then
-	wild=$FWD_PID
-	like "the next forwarder removed the dead one's table" "$(cat "$T/fwd3.log")" 'removed the rules of 1 forwarder'
-else
-	diag "the configuration layer refuses wildcards: $(head -1 "$T/fwd3.log")"
-	ok "the next forwarder removes the dead one's table" \
-		start_fwd "$T/fwd3b.log" "[$(fwd ${P}0 9000 tcp 127.0.0.1:5557)]"
-	like "and says so" "$(cat "$T/fwd3b.log")" 'removed the rules of 1 forwarder'
-	stop $FWD_PID INT
-	rm -f "$T/wctl"; mkfifo "$T/wctl"
-	nsenter --net=/run/netns/$H "$top_builddir/tests/net-forward-raw" 10.0.8.0/22 \
-		${P}0 9000 tcp 0.0.0.0:5555 ${P}0 9001 tcp [::]:5556 <"$T/wctl" >"$T/fwd3.log" 2>&1 &
-	wild=$!
-	_bg_pids+=($wild)
-	exec 9>"$T/wctl"
-	wait_for "$T/fwd3.log" 'ready|net-forward-raw'
-fi
+ok "a forwarder with wildcard addresses starts" start_fwd "$T/fwd3.log" "$json"
+wild=$FWD_PID
+like "the next forwarder removed the dead one's table" "$(cat "$T/fwd3.log")" 'removed the rules of 1 forwarder'
 fails "the dead forwarder's table is gone" sh -c "nsenter --net=/run/netns/$H nft list tables | grep -q drafter_fwd_$pid2"
 like "0.0.0.0:5555: reached on 127.0.0.1" "$(in_host socat -T5 -t5 - TCP:127.0.0.1:5555,connect-timeout=5 2>&1)" 'guest0 tcp'
 like "0.0.0.0:5555: reached on the host's address from the uplink" \
 	"$(ip netns exec "$U" socat -T5 -t5 - TCP:$HOST4:5555,connect-timeout=5 2>&1)" 'guest0 tcp'
 like "[::]:5556: reached on the host's IPv6 address from the uplink" \
 	"$(ip netns exec "$U" socat -T5 -t5 - TCP6:[$HOST6]:5556,connect-timeout=5 2>&1)" 'guest0 tcp6'
-if [ -e "$T/wctl" ]; then
-	exec 9>&-
-	wait $wild
-	RC=$?
-else
-	stop $wild TERM
-fi
+stop $wild TERM
 is "the wildcard forwarder exits 0" "$RC" 0
 is "all forwarders gone: only nat's rules are left" "$(in_host nft list ruleset)" "$nat_rules"
 

@@ -14,10 +14,9 @@ TESTS += tests/unit/test-net-addr tests/unit/test-net-kernel
 UNIT_TESTS += tests/unit/test-net-addr tests/unit/test-net-kernel
 
 # Integration tests in namespaces of their own, and their helpers: a guest
-# stand-in wired to tap0, the packet-holding API, the forward core.
-check_PROGRAMS += tests/net-wire tests/net-hold tests/net-forward-raw
+# stand-in wired to tap0, the packet-holding API.
+check_PROGRAMS += tests/net-wire tests/net-hold
 tests_net_wire_SOURCES = tests/net-wire.c
 tests_net_hold_SOURCES = tests/net-hold.c
-tests_net_forward_raw_SOURCES = tests/net-forward-raw.c
 TESTS += tests/net-nat.sh tests/net-forward.sh tests/net-hold.sh
 EXTRA_DIST += tests/net-nat.sh tests/net-forward.sh tests/net-hold.sh tests/net-lib.sh
