@@ -9,9 +9,10 @@ libdrafter_core_la_SOURCES += \
 	src/core/xfer/storedev.c src/core/xfer/storedev.h \
 	src/core/xfer/server.c src/core/xfer/server.h
 
-check_PROGRAMS += tests/unit/test-xfer tests/xfer-tool
-UNIT_TESTS += tests/unit/test-xfer
-TESTS += tests/unit/test-xfer tests/registry.sh tests/xfer-tls.sh \
+check_PROGRAMS += tests/unit/test-xfer tests/xfer-tool tests/unit/test-xfer-crc \
+	tests/unit/test-xfer-filedev
+UNIT_TESTS += tests/unit/test-xfer tests/unit/test-xfer-crc tests/unit/test-xfer-filedev
+TESTS += tests/unit/test-xfer tests/unit/test-xfer-crc tests/unit/test-xfer-filedev tests/registry.sh tests/xfer-tls.sh \
 	tests/migrate.sh tests/migrate-kill.sh
 EXTRA_DIST += tests/xfer-lib.sh tests/registry.sh tests/xfer-tls.sh \
 	tests/migrate.sh tests/migrate-kill.sh

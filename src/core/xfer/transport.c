@@ -82,6 +82,15 @@ int xfer_tls_new(const struct cfg_tls *cfg, bool server, struct xfer_tls **out, 
 	/* No session tickets: they are post-handshake writes from the server that
 	 * would otherwise race with our first frames, and we never resume. */
 	SSL_CTX_set_num_tickets(ctx, 0);
+	/* Throughput: several records per read system call instead of two calls
+	 * per record, and AES-128-GCM first (all TLS 1.3 suites are strong; with
+	 * AES instructions this one costs the least CPU per byte). */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, 128 * 1024);
+	(void)SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+					    "TLS_CHACHA20_POLY1305_SHA256");
+	if (server)
+		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 
 	if (server && str_empty(cfg->certificate)) {
 		snprintf(err, errlen, "a TLS listener needs a certificate and a key");
@@ -406,7 +415,8 @@ static int write_all_locked(struct xfer_conn *c, const void *buf, size_t len)
 	return 0;
 }
 
-#define WBUF_SIZE (128u * 1024u)
+#define TLS_GATHER 16384u /* the largest TLS record's plaintext */
+#define WBUF_SIZE TLS_GATHER
 
 /* Plain sockets: one sendmsg for the whole frame, continuing after partial writes. */
 static int sendmsg_all_locked(struct xfer_conn *c, const struct iovec *iov, int n)
@@ -459,16 +469,29 @@ int xfer_conn_writev(struct xfer_conn *c, const struct iovec *iov, int n)
 	pthread_mutex_lock(&c->write_lock);
 	if (c->ops == &plain_ops) {
 		r = sendmsg_all_locked(c, iov, n);
-	} else if (total <= WBUF_SIZE && (c->wbuf || (c->wbuf = malloc(WBUF_SIZE)))) {
-		/* TLS: one record for header and payload instead of two. */
-		size_t off = 0;
-		for (int i = 0; i < n; i++) {
-			if (!iov[i].iov_len)
-				continue;
-			memcpy(c->wbuf + off, iov[i].iov_base, iov[i].iov_len);
-			off += iov[i].iov_len;
+	} else if (c->wbuf || (c->wbuf = malloc(WBUF_SIZE))) {
+		/* TLS: the header goes out in one record with the start of the
+		 * payload rather than in a record of its own; only that first
+		 * record's worth is copied, the rest is written from the payload
+		 * where it is. */
+		size_t head = total < TLS_GATHER ? total : TLS_GATHER, off = 0;
+		int i = 0;
+		size_t part = 0;
+		while (off < head) {
+			size_t m = iov[i].iov_len - part < head - off ? iov[i].iov_len - part : head - off;
+			memcpy(c->wbuf + off, (const uint8_t *)iov[i].iov_base + part, m);
+			off += m;
+			part += m;
+			if (part == iov[i].iov_len) {
+				i++;
+				part = 0;
+			}
 		}
-		r = write_all_locked(c, c->wbuf, total);
+		r = write_all_locked(c, c->wbuf, head);
+		for (; i < n && r == 0; i++, part = 0)
+			if (iov[i].iov_len > part)
+				r = write_all_locked(c, (const uint8_t *)iov[i].iov_base + part,
+						     iov[i].iov_len - part);
 	} else {
 		for (int i = 0; i < n && r == 0; i++)
 			if (iov[i].iov_len)
