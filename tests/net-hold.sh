@@ -26,7 +26,9 @@ wait_size() {
 }
 # start_hold ARGS...: net-hold on namespace 0, controlled through fd 8.
 start_hold() {
-	rm -f "$T/hctl"
+	# The last hold's output must be gone before this one starts, or the
+	# wait below could read it before the new process truncates the file.
+	rm -f "$T/hctl" "$T/hold.out"
 	mkfifo "$T/hctl"
 	"$HOLD" "${P}0" "$@" <"$T/hctl" >"$T/hold.out" 2>&1 &
 	HOLD_PID=$!
