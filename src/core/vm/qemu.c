@@ -313,6 +313,18 @@ out:
 	return r;
 }
 
+/* Append the kernel argument ARG to *ARGS unless the user already set KEY. */
+static void add_boot_arg(char **args, const char *key, const char *arg)
+{
+	char *s;
+
+	if (*args && strstr(*args, key))
+		return;
+	s = xasprintf("%s%s%s", *args ? *args : "", *args && (*args)[0] ? " " : "", arg);
+	free(*args);
+	*args = s;
+}
+
 static int qemu_boot(struct vm *vm)
 {
 	struct vm_machine *m = &vm->spec.machine;
@@ -323,27 +335,18 @@ static int qemu_boot(struct vm *vm)
 	if (!m->machine[0])
 		snprintf(m->machine, sizeof m->machine, "microvm");
 	/* microvm under TCG can hang calibrating the TSC against the PIT: give it the rate. */
-	if (str_eq(m->machine, "microvm") && (!m->boot_args || !strstr(m->boot_args, "tsc_early_khz="))) {
-		char *s;
-		if (asprintf(&s, "%s%stsc_early_khz=%lu", m->boot_args ? m->boot_args : "",
-			     m->boot_args && m->boot_args[0] ? " " : "", host_tsc_khz()) < 0)
-			return -ENOMEM;
-		free(m->boot_args);
-		m->boot_args = s;
+	if (str_eq(m->machine, "microvm")) {
+		char arg[48];
+		snprintf(arg, sizeof arg, "tsc_early_khz=%lu", host_tsc_khz());
+		add_boot_arg(&m->boot_args, "tsc_early_khz=", arg);
 	}
 	/*
 	 * Under TCG the clocksource watchdog sees the emulated TSC jitter, drops
 	 * the guest onto jiffies and, under load, its clock can stand still for
 	 * seconds: tell the kernel the TSC is to be trusted.
 	 */
-	if (str_eq(m->accel, "tcg") && (!m->boot_args || !strstr(m->boot_args, "tsc="))) {
-		char *s;
-		if (asprintf(&s, "%s%stsc=reliable", m->boot_args ? m->boot_args : "",
-			     m->boot_args && m->boot_args[0] ? " " : "") < 0)
-			return -ENOMEM;
-		free(m->boot_args);
-		m->boot_args = s;
-	}
+	if (str_eq(m->accel, "tcg"))
+		add_boot_arg(&m->boot_args, "tsc=", "tsc=reliable");
 	fd = open(vm->spec.memory, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
