@@ -3,6 +3,11 @@
 # suspend): a TCP connection kept open across a hold window survives and
 # loses no bytes; nothing reaches the guest while held; an overflowing queue
 # drops instead of blocking; the window ends on its own at its maximum length.
+# A hold prepared ahead of time diverts nothing until engaged (the engage
+# cost is reported), can hold several windows, holds a client running inside
+# the namespace too (before it resolves the guest's address), and leaves the
+# namespace's ruleset as it found it, also when never engaged or when its
+# process was killed.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/net-lib.sh"
 tmpdir
@@ -13,6 +18,8 @@ start_nat "$T/nat.log" --namespace-count 1 || skip_all "drafter nat does not sta
 guest_standin 0 || skip_all "no guest stand-in"
 HVI=10.0.8.1   # namespace 0's veth address: allow-incoming DNATs it to the guest
 HOLD=$top_builddir/tests/net-hold
+ruleset() { ip netns exec "${P}0" nft list ruleset 2>&1; }
+RULESET0=$(ruleset)
 
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 # wait_size FILE N: until FILE has N bytes (30 s at most).
@@ -24,18 +31,40 @@ wait_size() {
 	done
 	return 1
 }
-# start_hold ARGS...: net-hold on namespace 0, controlled through fd 8.
+# start_hold [-p] ARGS...: net-hold on namespace 0, controlled through fd 8;
+# with -p only prepared.
 start_hold() {
+	local p= want=holding
+	[ "${1:-}" = -p ] && { p=-p; want=prepared; shift; }
 	# The last hold's output must be gone before this one starts, or the
 	# wait below could read it before the new process truncates the file.
 	rm -f "$T/hctl" "$T/hold.out"
 	mkfifo "$T/hctl"
-	"$HOLD" "${P}0" "$@" <"$T/hctl" >"$T/hold.out" 2>&1 &
+	"$HOLD" $p "${P}0" "$@" <"$T/hctl" >"$T/hold.out" 2>&1 &
 	HOLD_PID=$!
 	_bg_pids+=($HOLD_PID)
 	exec 8>"$T/hctl"
-	wait_for "$T/hold.out" 'holding|cannot'
-	grep -q holding "$T/hold.out"
+	wait_for "$T/hold.out" "$want|cannot"
+	grep -q $want "$T/hold.out"
+}
+# hold_cmd CMD REGEX: send CMD, wait for its answer; the answer is in $REPLY.
+hold_cmd() {
+	local n
+	n=$(wc -l <"$T/hold.out")
+	echo "$1" >&8
+	wait_for "$T/hold.out" "$2" || return 1
+	REPLY=$(tail -n +$((n + 1)) "$T/hold.out" | grep -E -- "$2" | head -1)
+}
+# paused_window FILE: the guest's wire stops (a paused VM) for a second
+# while FILE is sent on fd 7, then runs again; the sender is $feeder.
+paused_window() {
+	kill -STOP "${WIRE_PID[0]}"
+	# In the background: with nothing acknowledged, the sender soon blocks.
+	cat "$1" >&7 &
+	feeder=$!
+	sleep 1
+	kill -CONT "${WIRE_PID[0]}"
+	sleep 0.5
 }
 release_hold() {
 	echo release >&8
@@ -58,14 +87,8 @@ ok "before the window: the first 64 KiB arrive" wait_size "$T/recv" 65536
 
 # The VM layer's order: hold, pause the VM, ..., resume the VM, release.
 ok "hold starts" start_hold
-like "hold uses a queue rule in the namespace" "$(ip netns exec "${P}0" nft list ruleset)" 'queue (flags bypass )?(num|to)'
-kill -STOP "${WIRE_PID[0]}"
-# In the background: with nothing acknowledged, the sender soon blocks.
-cat "$T/b" >&7 &
-feeder=$!
-sleep 1
-kill -CONT "${WIRE_PID[0]}"
-sleep 0.5
+like "hold uses a queue rule in the namespace" "$(ruleset)" 'queue (flags bypass )?(num|to)'
+paused_window "$T/b"
 is "during the window (guest paused, then resumed): nothing more reaches the guest" "$(size "$T/recv")" 65536
 release_hold
 is "release succeeds" "$?" 0
@@ -106,5 +129,92 @@ ok "without release, data arrives once the window has expired" wait_size "$T/rec
 release_hold
 like "release reports the expiry" "$(cat "$T/hold.out")" 'expired=1'
 ok "data intact" cmp -s "$T/d" "$T/recv"
+
+# --- prepared ahead of time, engaged for two windows ---
+head -c 65536 /dev/urandom >"$T/a"
+head -c 262144 /dev/urandom >"$T/b"
+head -c 131072 /dev/urandom >"$T/c"
+cat "$T/a" "$T/b" "$T/c" >"$T/sent"
+rm -f "$T/recv" "$T/feed"
+spawn ip netns exec "${P}g0" socat -u TCP-LISTEN:9102,reuseaddr OPEN:"$T/recv",creat,trunc
+wait_port "${P}g0" tcp 9102
+mkfifo "$T/feed"
+spawn in_host socat -u PIPE:"$T/feed" TCP:$HVI:9102
+exec 7>"$T/feed"
+ok "hold prepared" start_hold -p
+unlike_queue() { ! ruleset | grep -Eq 'queue (flags bypass )?(num|to)'; }
+ok "a prepared hold has no queue rule yet" unlike_queue
+cat "$T/a" >&7
+ok "a prepared hold diverts nothing: 64 KiB arrive" wait_size "$T/recv" 65536
+ok "engage" hold_cmd engage 'engaged in|cannot'
+diag "first engage (rules added): ${REPLY#engaged in }"
+like "engaging adds the queue rules" "$(ruleset)" 'queue (flags bypass )?(num|to)'
+paused_window "$T/b"
+is "window 1 (guest paused, then resumed): nothing more reaches the guest" "$(size "$T/recv")" 65536
+ok "disengage" hold_cmd disengage 'disengaged'
+like "disengaging reports the held packets" "$REPLY" 'held=[1-9][0-9]* expired=0'
+ok "after window 1: the held data arrives" wait_size "$T/recv" $((65536 + 262144))
+wait $feeder
+ok "engage again" hold_cmd engage 'engaged in|cannot'
+diag "second engage (rules in place): ${REPLY#engaged in }"
+cat "$T/c" >&7 &
+feeder=$!
+sleep 1
+is "window 2 (guest running): nothing more reaches the guest" "$(size "$T/recv")" $((65536 + 262144))
+ok "disengage again" hold_cmd disengage 'disengaged held=[1-9]'
+ok "after window 2: the held data arrives" wait_size "$T/recv" $((2 * 65536 + 262144 + 65536))
+wait $feeder
+exec 7>&-
+ok "not a byte lost or changed across both windows" cmp -s "$T/sent" "$T/recv"
+release_hold
+like "release adds up both windows" "$(tail -1 "$T/hold.out")" 'released held=[1-9][0-9]* expired=0'
+is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
+
+# --- a client inside the namespace, with no resolved guest address ---
+head -c 100000 /dev/urandom >"$T/e"
+rm -f "$T/recv"
+spawn ip netns exec "${P}g0" socat -u TCP-LISTEN:9103,reuseaddr OPEN:"$T/recv",creat,trunc
+wait_port "${P}g0" tcp 9103
+ok "hold prepared" start_hold -p
+ok "engage" hold_cmd engage 'engaged in|cannot'
+kill -STOP "${WIRE_PID[0]}"
+ip -n "${P}0" neigh flush dev tap0
+spawn ip netns exec "${P}0" socat -u OPEN:"$T/e" TCP:$GUEST4:9103
+sleep 1
+neigh=$(ip -n "${P}0" neigh show $GUEST4 dev tap0)
+unresolved() { printf '%s' "$neigh" | grep -Eq 'INCOMPLETE|FAILED'; }
+fails "the namespace's own SYN is held before address resolution (neighbour: '$neigh')" unresolved
+is "nothing reaches the guest" "$(size "$T/recv")" 0
+kill -CONT "${WIRE_PID[0]}"
+ok "disengage" hold_cmd disengage 'disengaged'
+like "the namespace's own packets were held" "$REPLY" 'held=[1-9]'
+ok "after the window: the client's data arrives" wait_size "$T/recv" 100000
+ok "not a byte lost or changed" cmp -s "$T/e" "$T/recv"
+release_hold
+is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
+
+# --- prepared, never engaged ---
+ok "hold prepared" start_hold -p
+like "prepared: the hold tables are there" "$(ruleset)" 'drafter_hold'
+release_hold
+is "released without engaging: success" "$?" 0
+like "nothing was held" "$(tail -1 "$T/hold.out")" 'released held=0 expired=0'
+is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
+
+# --- a holder killed while holding ---
+ok "hold starts" start_hold
+kill -KILL $HOLD_PID
+wait $HOLD_PID 2>/dev/null
+exec 8>&-
+like "the killed holder's rules are left behind" "$(ruleset)" 'queue (flags bypass )?(num|to)'
+rm -f "$T/udp"
+spawn ip netns exec "${P}g0" socat -u UDP-RECV:9201 OPEN:"$T/udp",creat,trunc
+wait_port "${P}g0" udp 9201
+echo bypass | in_host socat -u - UDP:$HVI:9201
+ok "with nobody reading the queue, packets pass (bypass)" wait_size "$T/udp" 7
+ok "the next hold prepares" start_hold -p
+ok "and removed the stale rules" unlike_queue
+release_hold
+is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
 
 done_testing

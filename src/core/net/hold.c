@@ -1,15 +1,23 @@
 /*
  * Packet holding (see hold.h). A worker thread joins the namespace, binds an
- * NFQUEUE, installs a rule that queues everything forwarded to the TAP, and
- * reads the queue's packet ids (metadata only) until it is told to release
- * or the window's maximum length passes. Release accepts every held packet
- * with one batch verdict, removes the rule and accepts whatever was still in
- * flight. The rule has the bypass flag, so if drafter dies while holding,
- * traffic flows again instead of being black-holed.
+ * NFQUEUE and creates the hold tables with empty chains on the forward and
+ * output hooks (prepare). Engaging adds rules that queue everything routed
+ * to the TAP (forwarded or sent by the namespace itself) and switches the
+ * queue to holding; the worker then reads the queued packet ids (metadata
+ * only). Disengaging accepts every held packet with one batch verdict and
+ * switches the queue to passing: fail-open with a length of 0, so packets
+ * the rules still divert go straight on. The rules only go with the tables
+ * on release, when nothing is held any more: unregistering a hook makes the
+ * kernel drop every packet queued in the namespace.
  *
- * Kernels without the native nftables queue expression (CONFIG_NFT_QUEUE)
- * get the xtables NFQUEUE target through nft_compat instead, which needs
- * separate ip and ip6 tables.
+ * The rules have the bypass flag, so if drafter dies while holding, traffic
+ * flows again instead of being black-holed. Kernels without the native
+ * nftables queue expression (CONFIG_NFT_QUEUE) get the xtables NFQUEUE
+ * target through nft_compat instead, which needs separate ip and ip6 tables.
+ *
+ * Where the time goes: a batch the kernel refuses costs an RCU grace period
+ * (7-25 ms here) and a committed one a fraction of a millisecond, so setup
+ * only deletes tables that exist and engaging never fails a batch.
  */
 #include "config.h"
 
@@ -25,6 +33,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <linux/netlink.h>
 
@@ -37,21 +46,29 @@
 #include "core/util.h"
 
 #define HOLD_TABLE "drafter_hold"
+#define PROBE_TABLE "drafter_hold_probe"
+#define HOLD_PRIO (-300) /* before any filtering: held packets are judged when released */
 #define RECV_BUF 65536
+
+enum hold_cmd { HOLD_ENGAGE, HOLD_DISENGAGE, HOLD_RELEASE };
 
 struct net_hold {
 	pthread_t thread;
 	int nsfd;
-	int release_fd; /* eventfd: the caller asks for release */
-	int ready_fd;   /* eventfd: the worker finished starting (or failed) */
+	int cmd_fd;  /* eventfd: the caller posted cmd */
+	int done_fd; /* eventfd: the worker finished starting or cmd */
 	char ifname[IFNAMSIZ];
 	uint16_t queue_num;
 	uint32_t queue_max;
 	uint64_t max_window_ns;
 	int start_err;
-	int err;
-	struct net_hold_stats stats;
+	enum hold_cmd cmd;
+	int cmd_err;
+	int err; /* the first error outside a command */
 	/* worker state */
+	bool compat, rules, engaged;
+	uint64_t window_start;
+	struct net_hold_stats win, total;
 	struct mnl_socket *nl;
 	uint32_t portid;
 	uint32_t max_id;
@@ -59,26 +76,116 @@ struct net_hold {
 	char *buf;
 };
 
+/* The hooks the rules sit on: forwarded packets and the namespace's own. */
+static const struct {
+	const char *chain;
+	unsigned hook;
+} hold_hooks[] = {
+	{ "forward", NF_INET_FORWARD },
+	{ "output", NF_INET_LOCAL_OUT },
+};
+
+/* Whether the kernel has the native queue expression: 0 unknown, 1 yes, 2 no. */
+static int native_queue;
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct mnl_socket *, mnl_socket_close)
+
+static void note_err(struct net_hold *h, int err)
+{
+	if (err < 0 && !h->err)
+		h->err = err;
+}
+
+static void packet_seen(struct net_hold *h, const struct nlmsghdr *nlh)
+{
+	struct nlattr *attr[NFQA_MAX + 1] = { 0 };
+	struct nfqnl_msg_packet_hdr *ph;
+
+	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
+		return;
+	ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
+	h->max_id = ntohl(ph->packet_id);
+	h->any = true;
+	h->win.held++;
+}
+
+/*
+ * Handle the messages in h->buf: packets are counted, the answer to request
+ * SEQ (if any) is returned through *ACK. A verdict on packets that are gone
+ * (dropped by the kernel) answers ENOENT, which is no error of ours.
+ */
+static void handle_msgs(struct net_hold *h, size_t len, uint32_t seq, int *ack)
+{
+	int n = (int)len;
+
+	for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)h->buf; mnl_nlmsg_ok(nlh, n);
+	     nlh = mnl_nlmsg_next(nlh, &n)) {
+		if (nlh->nlmsg_type == NLMSG_ERROR) {
+			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+			if (seq && nlh->nlmsg_seq == seq)
+				*ack = e->error;
+			else if (e->error != -ENOENT)
+				note_err(h, e->error);
+		} else if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFQNL_MSG_PACKET) {
+			packet_seen(h, nlh);
+		}
+	}
+}
+
+/* Read what is queued on the socket: 1 when something was, 0 when not. */
+static int read_packets(struct net_hold *h)
+{
+	ssize_t n = recv(mnl_socket_get_fd(h->nl), h->buf, RECV_BUF, MSG_DONTWAIT);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+	handle_msgs(h, (size_t)n, 0, NULL);
+	return 1;
+}
+
+static int drain(struct net_hold *h)
+{
+	int r;
+
+	while ((r = read_packets(h)) > 0)
+		;
+	return r;
+}
 
 /* Send one queue configuration message and wait for the kernel's answer. */
 static int nfq_request(struct net_hold *h, struct nlmsghdr *nlh)
 {
-	uint32_t seq = nlh->nlmsg_seq = (uint32_t)now_ns();
+	uint32_t seq = nlh->nlmsg_seq = (uint32_t)now_ns() | 1;
+	int ack = 1;
 
 	nlh->nlmsg_flags |= NLM_F_ACK;
 	if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
-	for (;;) {
-		ssize_t n = mnl_socket_recvfrom(h->nl, h->buf, RECV_BUF);
-		if (n < 0)
-			return errno == EINTR ? -EINTR : -errno;
-		int r = mnl_cb_run(h->buf, (size_t)n, seq, h->portid, NULL, NULL);
-		if (r == MNL_CB_ERROR)
+	while (ack > 0) {
+		ssize_t n = recv(mnl_socket_get_fd(h->nl), h->buf, RECV_BUF, 0);
+		if (n < 0 && errno != EINTR)
 			return -errno;
-		if (r == MNL_CB_STOP)
-			return 0;
+		if (n > 0)
+			handle_msgs(h, (size_t)n, seq, &ack);
 	}
+	return ack;
+}
+
+/*
+ * Holding: up to queue_max packets wait, overflow drops (no fail-open).
+ * Passing: the queue has no room and fails open, so every packet goes on.
+ */
+static int queue_mode(struct net_hold *h, bool hold)
+{
+	char b[512];
+	struct nlmsghdr *nlh = nfq_nlmsg_put(b, NFQNL_MSG_CONFIG, h->queue_num);
+
+	nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_META, 0);
+	nfq_nlmsg_cfg_put_qmaxlen(nlh, hold ? h->queue_max : 0);
+	/* Large segments stay whole. */
+	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_GSO | (hold ? 0 : NFQA_CFG_F_FAIL_OPEN)));
+	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+	return nfq_request(h, nlh);
 }
 
 static int queue_bind(struct net_hold *h)
@@ -93,74 +200,7 @@ static int queue_bind(struct net_hold *h)
 	/* The kernel says EPERM when another socket owns the queue. */
 	if (r == -EPERM)
 		return -EBUSY;
-	if (r < 0)
-		return r;
-	nlh = nfq_nlmsg_put(b, NFQNL_MSG_CONFIG, h->queue_num);
-	nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_META, 0);
-	nfq_nlmsg_cfg_put_qmaxlen(nlh, h->queue_max);
-	/* Large segments stay whole; a full queue drops (no fail-open). */
-	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_GSO));
-	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
-	return nfq_request(h, nlh);
-}
-
-static void remove_rules(void)
-{
-	(void)nft_delete_table(NFPROTO_INET, HOLD_TABLE);
-	(void)nft_delete_table(NFPROTO_IPV4, HOLD_TABLE);
-	(void)nft_delete_table(NFPROTO_IPV6, HOLD_TABLE);
-}
-
-static int add_rules(struct net_hold *h, bool compat)
-{
-	static const int compat_families[] = { NFPROTO_IPV4, NFPROTO_IPV6 };
-	static const int native_families[] = { NFPROTO_INET };
-	const int *fam = compat ? compat_families : native_families;
-	size_t nfam = compat ? 2 : 1;
-	struct nft_batch *b;
-	int r;
-
-	nft_batch_new(&b);
-	for (size_t i = 0; i < nfam; i++) {
-		struct nftnl_rule *rule;
-		nft_batch_add_table(b, fam[i], HOLD_TABLE);
-		/* Before any filtering: held packets are judged when released. */
-		nft_batch_add_chain(b, fam[i], HOLD_TABLE, "forward", "filter", NF_INET_FORWARD, -300);
-		rule = nft_rule_new(fam[i], HOLD_TABLE, "forward");
-		nft_rule_oifname(rule, h->ifname, false);
-		nft_rule_queue(rule, h->queue_num, compat);
-		nft_batch_add_rule(b, rule);
-	}
-	r = nft_batch_commit(b);
-	nft_batch_free(b);
-	return r;
-}
-
-static int packet_cb(const struct nlmsghdr *nlh, void *data)
-{
-	struct net_hold *h = data;
-	struct nlattr *attr[NFQA_MAX + 1] = { 0 };
-	struct nfqnl_msg_packet_hdr *ph;
-
-	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
-		return MNL_CB_OK;
-	ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
-	h->max_id = ntohl(ph->packet_id);
-	h->any = true;
-	h->stats.held++;
-	return MNL_CB_OK;
-}
-
-/* Read what is queued on the socket; WAIT blocks for the first message. */
-static int read_packets(struct net_hold *h, bool wait)
-{
-	ssize_t n = recv(mnl_socket_get_fd(h->nl), h->buf, RECV_BUF, wait ? 0 : MSG_DONTWAIT);
-
-	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
-	if (mnl_cb_run(h->buf, (size_t)n, 0, h->portid, packet_cb, h) == MNL_CB_ERROR)
-		return -errno;
-	return 1;
+	return r < 0 ? r : queue_mode(h, false);
 }
 
 static int accept_all(struct net_hold *h)
@@ -177,6 +217,138 @@ static int accept_all(struct net_hold *h)
 	return mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0 ? -errno : 0;
 }
 
+static void add_queue_rule(struct nft_batch *b, const struct net_hold *h, int family, const char *table,
+			   const char *chain, bool compat)
+{
+	struct nftnl_rule *rule = nft_rule_new(family, table, chain);
+
+	nft_rule_oifname(rule, h->ifname, false);
+	nft_rule_queue(rule, h->queue_num, compat);
+	nft_batch_add_rule(b, rule);
+}
+
+/*
+ * Whether the native queue expression exists, found out once: a rule in a
+ * table that the same batch deletes again, so nothing is ever diverted.
+ */
+static int probe_native(const struct net_hold *h)
+{
+	int known = __atomic_load_n(&native_queue, __ATOMIC_RELAXED);
+	struct nft_batch *b;
+	int r;
+
+	if (known)
+		return known == 1;
+	nft_batch_new(&b);
+	nft_batch_add_table(b, NFPROTO_INET, PROBE_TABLE);
+	nft_batch_add_chain(b, NFPROTO_INET, PROBE_TABLE, "probe", "filter", NF_INET_FORWARD, HOLD_PRIO);
+	add_queue_rule(b, h, NFPROTO_INET, PROBE_TABLE, "probe", false);
+	nft_batch_del_table(b, NFPROTO_INET, PROBE_TABLE);
+	r = nft_batch_commit(b);
+	nft_batch_free(b);
+	if (r < 0 && r != -ENOENT && r != -EOPNOTSUPP)
+		return r;
+	__atomic_store_n(&native_queue, r < 0 ? 2 : 1, __ATOMIC_RELAXED);
+	return r == 0;
+}
+
+/* RULES false: the tables and empty chains; true: the rules in them. */
+static int commit_hold(struct net_hold *h, bool rules)
+{
+	static const int compat_families[] = { NFPROTO_IPV4, NFPROTO_IPV6 };
+	static const int native_families[] = { NFPROTO_INET };
+	const int *fam = h->compat ? compat_families : native_families;
+	size_t nfam = h->compat ? 2 : 1;
+	struct nft_batch *b;
+	int r;
+
+	nft_batch_new(&b);
+	for (size_t i = 0; i < nfam; i++) {
+		if (!rules)
+			nft_batch_add_table(b, fam[i], HOLD_TABLE);
+		for (size_t j = 0; j < ARRAY_SIZE(hold_hooks); j++) {
+			if (rules)
+				add_queue_rule(b, h, fam[i], HOLD_TABLE, hold_hooks[j].chain, h->compat);
+			else
+				nft_batch_add_chain(b, fam[i], HOLD_TABLE, hold_hooks[j].chain, "filter",
+						    hold_hooks[j].hook, HOLD_PRIO);
+		}
+	}
+	r = nft_batch_commit(b);
+	nft_batch_free(b);
+	return r;
+}
+
+/* Every hold table in the namespace, in one batch (deleting none costs nothing). */
+static void remove_tables(void)
+{
+	struct nft_table_id *t = NULL;
+	struct nft_batch *b;
+	size_t n = 0;
+
+	if (nft_list_tables(HOLD_TABLE, &t, &n) < 0 || n == 0) {
+		free(t);
+		return;
+	}
+	nft_batch_new(&b);
+	for (size_t i = 0; i < n; i++)
+		nft_batch_del_table(b, t[i].family, t[i].name);
+	(void)nft_batch_commit(b);
+	nft_batch_free(b);
+	free(t);
+}
+
+static int hold_engage(struct net_hold *h)
+{
+	int r;
+
+	if (h->engaged)
+		return 0;
+	h->win = (struct net_hold_stats){ .compat = h->compat };
+	r = drain(h);
+	if (r >= 0)
+		r = queue_mode(h, true);
+	if (r >= 0 && !h->rules) {
+		r = commit_hold(h, true);
+		h->rules = r >= 0;
+	}
+	if (r < 0) {
+		(void)queue_mode(h, false);
+		return r;
+	}
+	h->window_start = now_ns();
+	h->engaged = true;
+	return 0;
+}
+
+static int hold_disengage(struct net_hold *h, bool expired)
+{
+	int r, r2;
+
+	if (!h->engaged)
+		return 0;
+	/*
+	 * The held packets go first; then the queue passes everything, and
+	 * what was queued in between (microseconds) goes last.
+	 */
+	r = drain(h);
+	r2 = accept_all(h);
+	r = r < 0 ? r : r2;
+	r2 = queue_mode(h, false);
+	r = r < 0 ? r : r2;
+	r2 = drain(h);
+	r = r < 0 ? r : r2;
+	r2 = accept_all(h);
+	r = r < 0 ? r : r2;
+	h->engaged = false;
+	h->win.window_ns = now_ns() - h->window_start;
+	h->win.expired = expired;
+	h->total.held += h->win.held;
+	h->total.window_ns += h->win.window_ns;
+	h->total.expired |= expired;
+	return r;
+}
+
 static void signal_fd(int fd)
 {
 	uint64_t one = 1;
@@ -184,93 +356,108 @@ static void signal_fd(int fd)
 	(void)!write(fd, &one, sizeof one);
 }
 
-static int hold_loop(struct net_hold *h)
+static void wait_fd(int fd)
 {
-	uint64_t start = now_ns();
-	int r;
+	uint64_t v;
 
+	while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
+		;
+}
+
+/* Runs the caller's command; true when the worker is to end. */
+static bool run_cmd(struct net_hold *h)
+{
+	bool end = false;
+
+	wait_fd(h->cmd_fd);
+	switch (h->cmd) {
+	case HOLD_ENGAGE:
+		h->cmd_err = hold_engage(h);
+		break;
+	case HOLD_DISENGAGE:
+		h->cmd_err = hold_disengage(h, false);
+		break;
+	case HOLD_RELEASE:
+		h->cmd_err = hold_disengage(h, false);
+		/* Nothing is queued now, so unhooking drops nothing. */
+		remove_tables();
+		end = true;
+		break;
+	}
+	return end;
+}
+
+static void hold_serve(struct net_hold *h)
+{
 	for (;;) {
-		uint64_t elapsed = now_ns() - start;
 		struct pollfd p[2] = {
 			{ .fd = mnl_socket_get_fd(h->nl), .events = POLLIN },
-			{ .fd = h->release_fd, .events = POLLIN },
+			{ .fd = h->cmd_fd, .events = POLLIN },
 		};
-		int timeout;
+		int timeout = -1;
 
-		if (elapsed >= h->max_window_ns) {
-			h->stats.expired = true;
-			break;
+		if (h->engaged) {
+			uint64_t elapsed = now_ns() - h->window_start;
+			if (elapsed >= h->max_window_ns) {
+				note_err(h, hold_disengage(h, true));
+				continue;
+			}
+			timeout = (int)((h->max_window_ns - elapsed + 999999) / 1000000);
 		}
-		timeout = (int)((h->max_window_ns - elapsed + 999999) / 1000000);
-		r = poll(p, 2, timeout);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r > 0 && (p[1].revents & POLLIN))
-			break;
-		if (r > 0 && (p[0].revents & POLLIN)) {
-			r = read_packets(h, false);
-			if (r < 0)
-				return r;
+		if (poll(p, 2, timeout) < 0) {
+			if (errno != EINTR)
+				note_err(h, -errno);
+			continue;
+		}
+		if (p[0].revents & POLLIN)
+			note_err(h, read_packets(h));
+		if (p[1].revents & POLLIN) {
+			bool end = run_cmd(h);
+			signal_fd(h->done_fd);
+			if (end)
+				return;
 		}
 	}
-	h->stats.window_ns = now_ns() - start;
-	return 0;
+}
+
+static int hold_setup(struct net_hold *h)
+{
+	int one = 1, sz = 8 << 20, r;
+
+	if (setns(h->nsfd, CLONE_NEWNET) < 0)
+		return -errno;
+	h->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (!h->nl || mnl_socket_bind(h->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		return -errno;
+	h->portid = mnl_socket_get_portid(h->nl);
+	(void)setsockopt(mnl_socket_get_fd(h->nl), SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz);
+	(void)mnl_socket_setsockopt(h->nl, NETLINK_NO_ENOBUFS, &one, sizeof one);
+	r = queue_bind(h);
+	if (r < 0)
+		return r;
+	/* Tables left by a holder that died are stale: the queue was free. */
+	remove_tables();
+	r = probe_native(h);
+	if (r < 0)
+		return r;
+	h->compat = h->total.compat = !r;
+	r = commit_hold(h, false);
+	if (r < 0)
+		remove_tables();
+	return r;
 }
 
 static void *hold_thread(void *arg)
 {
 	struct net_hold *h = arg;
 	_cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
-	int one = 1, sz = 8 << 20, r;
 
-	if (setns(h->nsfd, CLONE_NEWNET) < 0) {
-		h->start_err = -errno;
-		goto ready;
-	}
-	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		h->start_err = -errno;
-		goto ready;
-	}
-	h->nl = nl;
-	h->portid = mnl_socket_get_portid(nl);
-	(void)setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz);
-	(void)mnl_socket_setsockopt(nl, NETLINK_NO_ENOBUFS, &one, sizeof one);
-	r = queue_bind(h);
-	if (r < 0) {
-		h->start_err = r;
-		goto ready;
-	}
-	/* A table left by a holder that died is stale: the queue was free. */
-	remove_rules();
-	r = add_rules(h, false);
-	if (r < 0) {
-		h->stats.compat = true;
-		remove_rules();
-		r = add_rules(h, true);
-	}
-	if (r < 0) {
-		remove_rules();
-		h->start_err = r;
-		goto ready;
-	}
-	signal_fd(h->ready_fd);
-
-	h->err = hold_loop(h);
-	/* Release: held packets first, then the rule, then stragglers. */
-	r = accept_all(h);
-	if (r < 0 && !h->err)
-		h->err = r;
-	remove_rules();
-	while ((r = read_packets(h, false)) > 0)
-		(void)accept_all(h);
-	(void)accept_all(h);
+	h->start_err = hold_setup(h);
+	nl = h->nl;
+	signal_fd(h->done_fd);
+	if (h->start_err >= 0)
+		hold_serve(h);
 	h->nl = NULL;
-	return NULL;
-
-ready:
-	h->nl = NULL;
-	signal_fd(h->ready_fd);
 	return NULL;
 }
 
@@ -278,27 +465,16 @@ static void hold_free(struct net_hold *h)
 {
 	if (h->nsfd >= 0)
 		close(h->nsfd);
-	if (h->release_fd >= 0)
-		close(h->release_fd);
-	if (h->ready_fd >= 0)
-		close(h->ready_fd);
+	if (h->cmd_fd >= 0)
+		close(h->cmd_fd);
+	if (h->done_fd >= 0)
+		close(h->done_fd);
 	free(h->buf);
 	free(h);
 }
 
-int net_hold_start_opts(const char *netns, const struct net_hold_opts *opts, struct net_hold **out)
+static void hold_set_opts(struct net_hold *h, const struct net_hold_opts *opts)
 {
-	struct net_hold *h = xcalloc(1, sizeof *h);
-	const char *ifname = opts && opts->interface ? opts->interface : "tap0";
-	uint64_t v;
-	int r;
-
-	h->nsfd = h->release_fd = h->ready_fd = -EBADF;
-	if (strlen(ifname) >= IFNAMSIZ) {
-		hold_free(h);
-		return -EINVAL;
-	}
-	snprintf(h->ifname, sizeof h->ifname, "%s", ifname);
 	h->queue_num = opts && opts->queue_num ? opts->queue_num : NET_HOLD_QUEUE_NUM;
 	h->queue_max = opts && opts->queue_max ? opts->queue_max : NET_HOLD_QUEUE_MAX;
 	h->max_window_ns = opts && opts->max_window_ns ? opts->max_window_ns : NET_HOLD_MAX_WINDOW_NS;
@@ -307,31 +483,106 @@ int net_hold_start_opts(const char *netns, const struct net_hold_opts *opts, str
 		h->queue_max = NET_HOLD_QUEUE_LIMIT;
 	if (h->max_window_ns > NET_HOLD_WINDOW_LIMIT_NS)
 		h->max_window_ns = NET_HOLD_WINDOW_LIMIT_NS;
+}
+
+int net_hold_prepare(const char *netns, const struct net_hold_opts *opts, struct net_hold **out)
+{
+	struct net_hold *h;
+	const char *ifname = opts && opts->interface ? opts->interface : "tap0";
+	int r;
+
+	if (strlen(ifname) >= IFNAMSIZ)
+		return -EINVAL;
+	h = xcalloc(1, sizeof *h);
+	h->nsfd = h->cmd_fd = h->done_fd = -EBADF;
+	snprintf(h->ifname, sizeof h->ifname, "%s", ifname);
+	hold_set_opts(h, opts);
 	h->buf = xcalloc(1, RECV_BUF);
 	h->nsfd = netns_open(netns);
 	if (h->nsfd < 0) {
 		r = h->nsfd;
-		hold_free(h);
-		return r;
+		goto fail;
 	}
-	h->release_fd = eventfd(0, EFD_CLOEXEC);
-	h->ready_fd = eventfd(0, EFD_CLOEXEC);
-	if (h->release_fd < 0 || h->ready_fd < 0) {
+	h->cmd_fd = eventfd(0, EFD_CLOEXEC);
+	h->done_fd = eventfd(0, EFD_CLOEXEC);
+	if (h->cmd_fd < 0 || h->done_fd < 0) {
 		r = -errno;
-		hold_free(h);
-		return r;
+		goto fail;
 	}
-	r = pthread_create(&h->thread, NULL, hold_thread, h);
-	if (r) {
-		hold_free(h);
-		return -r;
-	}
-	while (read(h->ready_fd, &v, sizeof v) < 0 && errno == EINTR)
-		;
-	if (h->start_err) {
+	r = -pthread_create(&h->thread, NULL, hold_thread, h);
+	if (r < 0)
+		goto fail;
+	wait_fd(h->done_fd);
+	if (h->start_err < 0) {
 		r = h->start_err;
 		pthread_join(h->thread, NULL);
-		hold_free(h);
+		goto fail;
+	}
+	*out = h;
+	return 0;
+fail:
+	hold_free(h);
+	return r;
+}
+
+static int hold_call(struct net_hold *h, enum hold_cmd cmd)
+{
+	h->cmd = cmd;
+	signal_fd(h->cmd_fd);
+	wait_fd(h->done_fd);
+	return h->cmd_err;
+}
+
+int net_hold_engage(struct net_hold *h)
+{
+	uint64_t start = now_ns();
+	int r;
+
+	if (!h)
+		return -EINVAL;
+	r = hold_call(h, HOLD_ENGAGE);
+	h->win.engage_ns = h->total.engage_ns = now_ns() - start;
+	return r;
+}
+
+int net_hold_disengage(struct net_hold *h, struct net_hold_stats *stats)
+{
+	int r;
+
+	if (!h)
+		return -EINVAL;
+	r = hold_call(h, HOLD_DISENGAGE);
+	if (stats)
+		*stats = h->win;
+	return r;
+}
+
+int net_hold_release(struct net_hold *h, struct net_hold_stats *stats)
+{
+	int r;
+
+	if (!h)
+		return -EINVAL;
+	r = hold_call(h, HOLD_RELEASE);
+	pthread_join(h->thread, NULL);
+	if (r >= 0)
+		r = h->err;
+	if (stats)
+		*stats = h->total;
+	hold_free(h);
+	return r;
+}
+
+int net_hold_start_opts(const char *netns, const struct net_hold_opts *opts, struct net_hold **out)
+{
+	struct net_hold *h;
+	int r = net_hold_prepare(netns, opts, &h);
+
+	if (r < 0)
+		return r;
+	r = net_hold_engage(h);
+	if (r < 0) {
+		(void)net_hold_release(h, NULL);
 		return r;
 	}
 	*out = h;
@@ -341,19 +592,4 @@ int net_hold_start_opts(const char *netns, const struct net_hold_opts *opts, str
 int net_hold_start(const char *netns, struct net_hold **out)
 {
 	return net_hold_start_opts(netns, NULL, out);
-}
-
-int net_hold_release(struct net_hold *h, struct net_hold_stats *stats)
-{
-	int r;
-
-	if (!h)
-		return -EINVAL;
-	signal_fd(h->release_fd);
-	pthread_join(h->thread, NULL);
-	r = h->err;
-	if (stats)
-		*stats = h->stats;
-	hold_free(h);
-	return r;
 }

@@ -1,11 +1,16 @@
 /*
  * Holding a guest's inbound packets while it is paused (local suspend and
- * resume, same-host migration): during the window, packets the namespace
- * would forward to the guest's TAP wait in an NFQUEUE instead of being lost
- * or answered with errors, and are released in order afterwards, so that TCP
- * connections only see a delay. The queue is bounded (overflow drops, it
- * never blocks the sender) and the window has a maximum length after which
- * everything is released on its own.
+ * resume, migration): during a window, packets for the guest's TAP, whether
+ * the namespace forwards them or sends them itself, wait in an NFQUEUE
+ * instead of being lost or answered with errors, and are released in order
+ * afterwards, so that TCP connections only see a delay. The queue is bounded
+ * (overflow drops, it never blocks the sender) and a window has a maximum
+ * length after which everything is released on its own.
+ *
+ * The costly part (thread, queue socket, tables and chains) is done ahead of
+ * time by net_hold_prepare(); net_hold_engage() then only adds the rules
+ * that divert packets (the first time) and switches the queue to holding,
+ * which takes well under a millisecond. A hold is driven from one thread.
  */
 #ifndef DRAFTER_NET_HOLD_H
 #define DRAFTER_NET_HOLD_H
@@ -29,17 +34,35 @@ struct net_hold_opts {
 
 struct net_hold_stats {
 	uint64_t held;       /* packets that were held and then released */
-	bool expired;        /* the window reached its maximum length */
-	bool compat;         /* the xtables NFQUEUE target was used */
-	uint64_t window_ns;  /* how long the window was open */
+	bool expired;        /* a window reached its maximum length */
+	bool compat;         /* the xtables NFQUEUE target is used */
+	uint64_t window_ns;  /* how long the window(s) were open */
+	uint64_t engage_ns;  /* how long the last net_hold_engage() took */
 };
 
 struct net_hold;
 
-/* Start holding the inbound traffic of the guest in namespace NETNS. */
+/*
+ * Get ready to hold the inbound traffic of the guest in namespace NETNS
+ * without diverting anything yet. Removes the leftovers of a holder that
+ * died. -ENOENT: no such namespace; -EBUSY: another holder has it.
+ */
+int net_hold_prepare(const char *netns, const struct net_hold_opts *opts, struct net_hold **out);
+/* Hold from now on (a window starts). Nothing happens when already engaged. */
+int net_hold_engage(struct net_hold *h);
+/*
+ * End the window: stop holding, release what was held, stay prepared for
+ * another net_hold_engage(). STATS (may be NULL) describe that window only.
+ */
+int net_hold_disengage(struct net_hold *h, struct net_hold_stats *stats);
+/*
+ * Release everything held, remove the rules and free H. STATS (may be NULL)
+ * add up every window of H.
+ */
+int net_hold_release(struct net_hold *h, struct net_hold_stats *stats);
+
+/* net_hold_prepare() and net_hold_engage() at once. */
 int net_hold_start(const char *netns, struct net_hold **out);
 int net_hold_start_opts(const char *netns, const struct net_hold_opts *opts, struct net_hold **out);
-/* Release everything held, remove the rules and free H. STATS may be NULL. */
-int net_hold_release(struct net_hold *h, struct net_hold_stats *stats);
 
 #endif
