@@ -55,7 +55,7 @@ struct peer {
 	/* destination: the session runs in its own thread; this one starts the VM */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool got_authority, dest_done; /* under lock */
+	bool devices_ready, got_authority, dest_done; /* under lock */
 	const struct xfer_dest_opts *dest_o;
 	const struct xfer_hooks *dest_h;
 	struct xfer_stats dest_st;
@@ -66,6 +66,7 @@ struct peer {
 	uint64_t paused_ns;      /* source: realtime when the VM was paused for the handover */
 	struct net_hold *hold;   /* the guest's inbound packets, held while no VM runs here */
 	uint64_t handover_ns;    /* source: realtime when authority was sent */
+	uint64_t authority_ns;   /* destination: realtime when authority arrived */
 	uint64_t dest_blocks_at_auth; /* destination: blocks received before AUTHORITY */
 	uint64_t src_paused_ns;  /* destination: the same, as the source sent it with AUTHORITY */
 };
@@ -83,17 +84,21 @@ static const char *peer_path(void *ctx, const char *name)
 
 /*
  * Hold the packets for the guest in our namespace while it cannot take them
- * (destination: from before the connection until its VM runs), so that a client's SYN waits instead of being lost and retried a second
- * later. Best effort: without NFQUEUE support packets are just lost.
+ * (destination: from before the connection until its VM runs; source: while
+ * its VM is paused for the handover), so that a client's SYN waits instead
+ * of being lost and retried a second later. ENGAGE: hold from now on, else
+ * only prepare (the costly part) so that a later net_hold_engage() is cheap.
+ * Best effort: without NFQUEUE support packets are just lost.
  */
-static void peer_hold(struct peer *p)
+static void peer_hold(struct peer *p, bool engage)
 {
 	struct net_hold_opts o = { .max_window_ns = 120ULL * 1000000000ULL };
 	int r;
 
 	if (p->hold || !p->vm_mode)
 		return;
-	r = net_hold_start_opts(p->cfg->vm.netns, &o, &p->hold);
+	r = engage ? net_hold_start_opts(p->cfg->vm.netns, &o, &p->hold)
+		   : net_hold_prepare(p->cfg->vm.netns, &o, &p->hold);
 	if (r < 0) {
 		log_warn("cannot hold the guest's packets in '%s' during the migration: %s", p->cfg->vm.netns,
 			 strerror(-r));
@@ -113,14 +118,37 @@ static void peer_release(struct peer *p)
 		  st.expired ? " (the window expired)" : "");
 }
 
-/*
- * Start the VM from the exposed devices. Always from the main thread: the
- * VMM is killed when the thread that spawned it ends (PR_SET_PDEATHSIG).
- */
-static int peer_vm_start(struct peer *p)
+/* Destination: block until the devices are ours (0) or the migration failed. */
+static int peer_wait_authority(void *ctx)
 {
-	int r = vmmig_start(p->cfg, peer_path, p, -1, &p->vm, p->vm_err, sizeof p->vm_err);
+	struct peer *p = ctx;
+	bool ok;
 
+	pthread_mutex_lock(&p->lock);
+	while (!p->got_authority && !p->dest_done)
+		pthread_cond_wait(&p->cond, &p->lock);
+	ok = p->got_authority;
+	pthread_mutex_unlock(&p->lock);
+	return ok ? 0 : -ECANCELED;
+}
+
+/*
+ * Start the VM from the exposed devices (a destination passes WAIT: its
+ * VMM starts while the migration runs and loads the state once the devices
+ * are ours). Always from the main thread: the VMM is killed when the thread
+ * that spawned it ends (PR_SET_PDEATHSIG).
+ */
+static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
+{
+	int r = vmmig_start(p->cfg, peer_path, p, -1, wait, &p->vm, p->vm_err, sizeof p->vm_err);
+
+	if (r < 0 && wait && peer_wait_authority(p) == 0) {
+		/* e.g. the TAP still taken by a VM the source stops at the handover */
+		log_debug("cannot start the VMM ahead of the handover (%s): starting it now", p->vm_err);
+		vmmig_free(p->vm);
+		p->vm = NULL;
+		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);
+	}
 	peer_release(p);
 	if (r == 0)
 		r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
@@ -134,8 +162,11 @@ static void *dest_thread(void *arg)
 
 	p->dest_r = xfer_dest_run(p->in_conn, p->dest_o, p->dest_h, &p->dest_st, &p->dest_auth, p->dest_err,
 				  sizeof p->dest_err);
-	if (p->dest_r < 0 && p->dest_auth) {
-		/* Blocks that will never come fail with EIO, so a VM load waiting for them ends. */
+	if (p->dest_r < 0) {
+		/*
+		 * Blocks that will never come fail with EIO, so that a VMM
+		 * starting or loading its state does not wait for them forever.
+		 */
 		for (size_t i = 0; i < p->n; i++)
 			xfer_storedev_fail(p->devs[i], -EIO);
 	}
@@ -264,19 +295,44 @@ static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 		if (r < 0)
 			return r;
 	}
-	r = peer_expose(p);
-	if (r < 0)
-		return r;
+	if (!p->expose) {
+		r = peer_expose(p);
+		if (r < 0)
+			return r;
+	}
+	p->authority_ns = vmmig_realtime_ns();
 	log_info("took over %zu devices", p->n);
 	/* This runs in the session's thread, which keeps dest_st current. */
 	p->dest_blocks_at_auth = p->dest_st.blocks_raw + p->dest_st.blocks_zero + p->dest_st.blocks_zstd;
 	/*
 	 * The VMM reads guest memory while it loads the device state, and those
 	 * reads wait for blocks that this very thread delivers: the main thread
-	 * starts the VM while post-copy goes on here.
+	 * loads and resumes the VM while post-copy goes on here.
 	 */
 	pthread_mutex_lock(&p->lock);
 	p->got_authority = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/*
+ * Every device is announced: with a VM, expose the devices now so that its
+ * VMM can start while the blocks arrive (reads of blocks still missing wait
+ * for them; the VMM writes nothing before it loads its state).
+ */
+static int dest_ready(void *ctx)
+{
+	struct peer *p = ctx;
+	int r;
+
+	if (!p->vm_mode)
+		return 0;
+	r = peer_expose(p);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&p->lock);
+	p->devices_ready = true;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
@@ -313,7 +369,7 @@ static int peer_migrate_in(struct peer *p)
 		log_error("%s", err);
 		return r;
 	}
-	peer_hold(p);
+	peer_hold(p, true);
 	r = xfer_dial(cfg->transport.raddr, tls, &p->in_conn, err, sizeof(err));
 	if (r < 0) {
 		log_error("cannot connect to '%s': %s", cfg->transport.raddr, err);
@@ -327,7 +383,7 @@ static int peer_migrate_in(struct peer *p)
 	}
 	p->stop_efd = eventfd(0, EFD_CLOEXEC);
 	pthread_create(&watcher, NULL, signal_watch, p);
-	struct xfer_dest_opts o = { .ctx = p, .open = dest_open };
+	struct xfer_dest_opts o = { .ctx = p, .open = dest_open, .ready = dest_ready };
 	struct xfer_hooks h = { .ctx = p, .authority = dest_authority };
 	pthread_t dt;
 	p->dest_o = &o;
@@ -336,20 +392,19 @@ static int peer_migrate_in(struct peer *p)
 		r = -EAGAIN;
 		snprintf(err, sizeof(err), "cannot start a thread");
 	} else {
-		uint64_t t0;
+		struct vmmig_wait w = { .fn = peer_wait_authority, .ctx = p };
 		bool start_vm;
 
 		pthread_mutex_lock(&p->lock);
-		while (!p->got_authority && !p->dest_done)
+		while (!p->devices_ready && !p->got_authority && !p->dest_done)
 			pthread_cond_wait(&p->cond, &p->lock);
-		start_vm = p->got_authority && p->vm_mode;
+		start_vm = p->vm_mode && (p->got_authority || (p->devices_ready && !p->dest_done));
 		pthread_mutex_unlock(&p->lock);
-		t0 = vmmig_realtime_ns();
-		if (start_vm && peer_vm_start(p) == 0) {
+		if (start_vm && peer_vm_start(p, &w) == 0) {
 			uint64_t t = vmmig_resumed_ns(p->vm);
-			if (p->src_paused_ns && t > p->src_paused_ns)
-				log_info("VM resumed here %.0fms after the source paused it (VMM started in %.0fms)",
-					 (double)(t - p->src_paused_ns) / 1e6, (double)(t - t0) / 1e6);
+			if (p->src_paused_ns && t > p->src_paused_ns && t > p->authority_ns)
+				log_info("VM resumed here %.0fms after the source paused it (%.0fms after the handover)",
+					 (double)(t - p->src_paused_ns) / 1e6, (double)(t - p->authority_ns) / 1e6);
 			else
 				log_info("VM resumed here");
 		}
@@ -425,10 +480,9 @@ static int src_suspend(void *ctx)
 			log_warn("cannot suspend the VM for the migration: %s", p->vm_err);
 			return r;
 		}
-		/*
-		 * No packet holding here: setting it up costs ~100 ms, all of
-		 * it downtime, and it would only help a migration that fails.
-		 */
+		/* Paused: what comes for the guest now waits for the VM that will run it. */
+		if (p->hold && (r = net_hold_engage(p->hold)) < 0)
+			log_warn("cannot hold the guest's packets in '%s': %s", p->cfg->vm.netns, strerror(-r));
 	}
 	r = src_flush(ctx);
 
@@ -447,7 +501,9 @@ static int src_resume(void *ctx)
 		xfer_storedev_gate(p->devs[i], XFER_GATE_OPEN);
 	if (p->vm) {
 		int r = vmmig_resume(p->vm, p->vm_err, sizeof p->vm_err);
-		peer_release(p);
+		/* The VM takes its packets again; the hold stays ready for the next attempt. */
+		if (p->hold)
+			(void)net_hold_disengage(p->hold, NULL);
 		if (r == 0)
 			r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
 		if (r < 0) {
@@ -508,6 +564,8 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 		devs[i] = xfer_storedev_dev(p->devs[i]);
 	}
 	log_info("migrating %zu devices to '%s'", p->n, c->peer);
+	if (p->vm)
+		peer_hold(p, false);
 	r = xfer_source_run(c, devs, p->n, &so, &h, &st, &auth, err, sizeof(err));
 	if (r < 0 && !auth) {
 		log_warn("migration to '%s' failed, the devices stay here and writable: %s", c->peer, err);
@@ -619,7 +677,7 @@ int cmd_peer(int argc, char **argv)
 			goto out;
 		}
 		if (p.vm_mode) {
-			r = peer_vm_start(&p);
+			r = peer_vm_start(&p, NULL);
 			if (r < 0) {
 				log_error("cannot start the VM: %s", p.vm_err);
 				goto out;

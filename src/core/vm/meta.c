@@ -58,6 +58,22 @@ int vm_machine_copy(struct vm_machine *dst, const struct vm_machine *src)
 	return 0;
 }
 
+bool vm_machine_equal(const struct vm_machine *a, const struct vm_machine *b)
+{
+	if (a->kind != b->kind || a->fc_fork != b->fc_fork || a->cpu_count != b->cpu_count ||
+	    a->memory_mib != b->memory_mib || a->agent_port != b->agent_port ||
+	    a->liveness_port != b->liveness_port || a->initramfs != b->initramfs || a->n_disks != b->n_disks)
+		return false;
+	if (!str_eq(a->accel, b->accel) || !str_eq(a->machine, b->machine) ||
+	    !str_eq(a->cpu_template, b->cpu_template) || !str_eq(a->interface, b->interface) ||
+	    !str_eq(a->mac, b->mac) || !str_eq(a->boot_args ? a->boot_args : "", b->boot_args ? b->boot_args : ""))
+		return false;
+	for (size_t i = 0; i < a->n_disks; i++)
+		if (!str_eq(a->disks[i], b->disks[i]))
+			return false;
+	return true;
+}
+
 int vm_machine_disk_index(const struct vm_machine *m, const char *name)
 {
 	for (size_t i = 0; i < m->n_disks; i++)

@@ -33,6 +33,8 @@ struct vmmig {
 	char *state, *memory, *config;
 	int sigfd;
 	bool started;
+	struct vmmig_wait wait; /* destination: the VMM starts before the devices are ours */
+	char hook_err[256];
 	uint64_t resumed_ns; /* realtime, when the VM last started running */
 };
 
@@ -114,43 +116,85 @@ static int after_resume(struct vmmig *m, char *err, size_t errlen)
 	return r;
 }
 
-int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, struct vmmig **out,
-		char *err, size_t errlen)
+/* The snapshot record in the `config` device, if it describes a QEMU VM drafter can migrate. */
+static int read_meta(struct vmmig *m, struct vm_meta *meta, char *err, size_t errlen)
 {
-	struct vmmig *m = xcalloc(1, sizeof(*m));
-	struct vm_spec spec = { 0 };
-	const char *kernel = path(ctx, "kernel");
-	const char *initramfs = path(ctx, "initramfs");
-	int r;
+	int r = vm_meta_read(m->config, meta);
 
-	m->cfg = cfg;
-	m->sigfd = sigfd;
-	m->vm.pidfd = -EBADF;
-	m->vm.log_fd = -EBADF;
-	m->state = xstrdup(path(ctx, "state"));
-	m->memory = xstrdup(path(ctx, "memory"));
-	m->config = xstrdup(path(ctx, "config"));
-	*out = m;
-
-	r = vm_meta_read(m->config, &m->meta);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot read snapshot config '%s': %s", m->config,
 			 r == -EINVAL || r == -E2BIG ? "not a drafter snapshot config" : strerror(-r));
 		return r;
 	}
-	if (!m->meta.has_drafter || m->meta.machine.kind != VM_KIND_QEMU) {
+	if (!meta->has_drafter || meta->machine.kind != VM_KIND_QEMU) {
 		snprintf(err, errlen, "cannot migrate '%s': only QEMU snapshots made by drafter can be migrated",
 			 m->config);
 		return -EOPNOTSUPP;
 	}
-	r = vm_check_snapshot(&m->meta, m->state, m->memory);
-	if (r < 0) {
+	return 0;
+}
+
+static int check_snapshot(struct vmmig *m, const struct vm_meta *meta, char *err, size_t errlen)
+{
+	int r = vm_check_snapshot(meta, m->state, m->memory);
+
+	if (r < 0)
 		snprintf(err, errlen, "%s",
 			 r == -EBADE	? "the state device does not belong to the snapshot config"
 			 : r == -ESTALE ? "the memory device belongs to another snapshot"
 					: strerror(-r));
+	return r;
+}
+
+/*
+ * The VMM of a destination started ahead of the handover: it is up (with
+ * -incoming) and about to load the device state. Wait for the devices to
+ * become ours, then take the snapshot record the source sealed at its
+ * suspend. -EAGAIN: that record describes another machine than the one
+ * started (the VMM must be started again).
+ */
+static int authority_then_load(void *ctx)
+{
+	struct vmmig *m = ctx;
+	struct vm_meta meta = { 0 };
+	int r;
+
+	log_debug("VMM ready for the state at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	r = m->wait.fn(m->wait.ctx);
+	if (r < 0) {
+		snprintf(m->hook_err, sizeof m->hook_err, "the migration ended before the VM could run");
 		return r;
 	}
+	r = read_meta(m, &meta, m->hook_err, sizeof m->hook_err);
+	if (r == 0 && !vm_machine_equal(&meta.machine, &m->meta.machine)) {
+		log_debug("the machine changed during the migration: starting its VMM again");
+		r = -EAGAIN;
+	}
+	if (r == 0)
+		r = check_snapshot(m, &meta, m->hook_err, sizeof m->hook_err);
+	if (r < 0) {
+		vm_meta_free(&meta);
+		return r;
+	}
+	vm_meta_free(&m->meta);
+	m->meta = meta;
+	m->vm.spec.state_size = meta.state_size;
+	return 0;
+}
+
+static int start_once(struct vmmig *m, vmmig_path_fn path, void *ctx, bool early, char *err, size_t errlen)
+{
+	const struct config *cfg = m->cfg;
+	struct vm_spec spec = { 0 };
+	const char *kernel = path(ctx, "kernel");
+	const char *initramfs = path(ctx, "initramfs");
+	int r;
+
+	r = read_meta(m, &m->meta, err, errlen);
+	if (r == 0 && !early)
+		r = check_snapshot(m, &m->meta, err, errlen);
+	if (r < 0)
+		return r;
 	r = vm_netns_check(cfg->vm.netns);
 	if (r < 0) {
 		snprintf(err, errlen, "network namespace '%s' %s", cfg->vm.netns,
@@ -166,6 +210,10 @@ int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sig
 	spec.memory = xstrdup(m->memory);
 	spec.enable_input = false;
 	spec.enable_output = cfg->vm.enable_output;
+	if (early) {
+		spec.before_load = authority_then_load;
+		spec.before_load_ctx = m;
+	}
 	for (size_t i = 0; i < m->meta.machine.n_disks; i++) {
 		const char *p = path(ctx, m->meta.machine.disks[i]);
 		if (!p) {
@@ -178,13 +226,53 @@ int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sig
 	}
 	vm_init(&m->vm, m->meta.machine.kind, &spec);
 	m->started = true;
+	m->hook_err[0] = 0;
 	r = m->vm.ops->restore(&m->vm);
 	if (r == 0)
 		r = m->vm.ops->resume(&m->vm);
 	m->resumed_ns = vmmig_realtime_ns();
 	log_debug("VM restored and resumed at %.3f", (double)m->resumed_ns / 1e9);
-	if (r < 0)
+	if (r < 0 && m->hook_err[0])
+		snprintf(err, errlen, "%s", m->hook_err);
+	else if (r < 0)
 		vm_err(m, r, err, errlen);
+	return r;
+}
+
+/* Back to the state before start_once: no VMM, no record. */
+static void unstart(struct vmmig *m)
+{
+	if (m->started)
+		vm_free(&m->vm);
+	memset(&m->vm, 0, sizeof m->vm);
+	m->vm.pidfd = -EBADF;
+	m->vm.log_fd = -EBADF;
+	m->started = false;
+	vm_meta_free(&m->meta);
+	memset(&m->meta, 0, sizeof m->meta);
+}
+
+int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, const struct vmmig_wait *wait,
+		struct vmmig **out, char *err, size_t errlen)
+{
+	struct vmmig *m = xcalloc(1, sizeof(*m));
+	int r;
+
+	m->cfg = cfg;
+	m->sigfd = sigfd;
+	m->vm.pidfd = -EBADF;
+	m->vm.log_fd = -EBADF;
+	m->state = xstrdup(path(ctx, "state"));
+	m->memory = xstrdup(path(ctx, "memory"));
+	m->config = xstrdup(path(ctx, "config"));
+	*out = m;
+	if (wait)
+		m->wait = *wait;
+	r = start_once(m, path, ctx, wait != NULL, err, errlen);
+	if (r == -EAGAIN && wait) {
+		unstart(m);
+		r = start_once(m, path, ctx, false, err, errlen);
+	}
 	return r;
 }
 

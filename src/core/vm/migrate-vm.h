@@ -24,13 +24,25 @@ typedef const char *(*vmmig_path_fn)(void *ctx, const char *name);
 bool vmmig_wanted(const struct config *cfg);
 
 /*
+ * A destination starts its VMM while the migration still runs: FN blocks
+ * until the devices are ours (0) or the migration failed (-errno).
+ */
+struct vmmig_wait {
+	int (*fn)(void *ctx);
+	void *ctx;
+};
+
+/*
  * Restore and resume the VM whose devices PATH names; on success call
  * vmmig_after_resume next. *OUT is set in every case (vmmig_free it).
- * CFG must outlive the VM. SIGFD (-1: none) interrupts the waits. On failure
- * ERR says why in the user's words.
+ * CFG must outlive the VM. SIGFD (-1: none) interrupts the waits. With
+ * WAIT, the VMM starts from the snapshot record as it is now and loads the
+ * state only after WAIT->fn returned, from the record then (a record that
+ * describes another machine starts the VMM again). On failure ERR says why
+ * in the user's words.
  */
-int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, struct vmmig **out,
-		char *err, size_t errlen);
+int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, const struct vmmig_wait *wait,
+		struct vmmig **out, char *err, size_t errlen);
 /* The guest agent's AfterResume, with the original's retries within the resume timeout. */
 int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen);
 /* Write guest RAM back to the memory device (before a dirty cycle). */

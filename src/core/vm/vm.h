@@ -51,6 +51,8 @@ struct vm_machine {
 
 void vm_machine_free(struct vm_machine *m);
 int vm_machine_copy(struct vm_machine *dst, const struct vm_machine *src);
+/* Would A and B build the same machine (a state saved by one loads into the other)? */
+bool vm_machine_equal(const struct vm_machine *a, const struct vm_machine *b);
 /* Index of disk NAME in M, or -1. */
 int vm_machine_disk_index(const struct vm_machine *m, const char *name);
 
