@@ -57,6 +57,26 @@ is "after a restart the disk counter continues from the file" "$(field "$l3" dis
 pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
 [ -n "$pid" ] && kill "$pid"
 
+# the memory dirtier (bench/migrate): parameters from the kernel command line
+printf 'console=ttyS0 drafter.dirty=64 drafter.dirty_set=4\n' >"$T/cl"
+inns "$svc" -daemon --state-dir "$T" --cmdline "$T/cl"
+l4=$(fetch)
+like "with drafter.dirty the line reports what was dirtied and lost" "$l4" ' resumes=[0-9]+ dirtied=[0-9]+ stale=0$'
+sleep 1
+l5=$(fetch)
+ok "... and it keeps dirtying ($(field "$l4" dirtied) -> $(field "$l5" dirtied) MiB)" \
+	test "$(field "$l5" dirtied)" -gt "$(field "$l4" dirtied)"
+is "... without losing a write" "$(field "$l5" stale)" 0
+pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+[ -n "$pid" ] && kill "$pid" && timeout 10 tail --pid="$pid" -f /dev/null
+printf 'drafter.dirty=x\n' >"$T/cl"
+# (stderr to a file: the daemon keeps it open)
+inns "$svc" -daemon --state-dir "$T" --cmdline "$T/cl" 2>"$T/err"
+like "a bad rate is reported" "$(cat "$T/err")" 'not dirtying memory'
+like "... and the service runs with the plain line" "$(fetch)" ' resumes=[0-9]+$'
+pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+[ -n "$pid" ] && kill "$pid"
+
 out=$("$svc" --port 0 2>&1)
 like "port 0 refused" "$?:$out" '^2:drafter-testsvc: invalid port'
 done_testing
