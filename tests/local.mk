@@ -19,3 +19,7 @@ EXTRA_DIST += tests/dispatch.sh tests/config-check.sh tests/man.sh
 check_PROGRAMS += tests/unit/test-util
 TESTS += tests/unit/test-util
 UNIT_TESTS += tests/unit/test-util
+
+# Migration peers that stop answering (keepalives and the receive timeout).
+TESTS += tests/migrate-stall.sh
+EXTRA_DIST += tests/migrate-stall.sh

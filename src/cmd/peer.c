@@ -622,6 +622,7 @@ int cmd_peer(int argc, char **argv)
 		return r > 0 ? 0 : 1;
 	}
 	xfer_transport_init();
+	xfer_transport_set_timeout(cfg.transport.timeout_ns);
 	p.sigfd = xfer_signals_block();
 	if (p.sigfd < 0) {
 		log_error_errno(p.sigfd, "cannot set up signal handling: %m");

@@ -73,6 +73,7 @@ int cmd_registry(int argc, char **argv)
 		return r > 0 ? 0 : 1;
 	}
 	xfer_transport_init();
+	xfer_transport_set_timeout(cfg.transport.timeout_ns);
 
 	reg.devs = xcalloc(cfg.n_devices ? cfg.n_devices : 1, sizeof(*reg.devs));
 	reg.concurrency = cfg.transport.concurrency;

@@ -103,6 +103,7 @@ int cmd_terminate(int argc, char **argv)
 		return r > 0 ? 0 : 1;
 	}
 	xfer_transport_init();
+	xfer_transport_set_timeout(cfg.transport.timeout_ns);
 
 	r = xfer_tls_new(&cfg.transport.tls, false, &tls, err, sizeof(err));
 	if (r < 0) {

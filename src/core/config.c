@@ -193,6 +193,7 @@ void drafter_config_init(struct config *cfg, enum drafter_tool tool)
 	cfg->transport.concurrency = 4096;
 	cfg->transport.exposure = EXPOSE_AUTO;
 	cfg->transport.mount_dir = xstrdup("out/mnt");
+	cfg->transport.timeout_ns = 30000000000ULL;
 	cfg->transport.tls.certificate = xstrdup("");
 	cfg->transport.tls.key = xstrdup("");
 	cfg->transport.tls.ca = xstrdup("");
@@ -492,6 +493,12 @@ static int validate_transport(struct config *cfg, struct config_error *err)
 	if (cfg->tool == TOOL_TERMINATE && str_empty(cfg->transport.raddr))
 		return config_error_set(err, cfg->source, 0, "transport.raddr",
 		                        "terminate needs the address of a peer"),
+		       -EINVAL;
+	/* The bounds of what a KEEPALIVE can announce (docs/protocol.md). */
+	if (cfg->transport.timeout_ns &&
+	    (cfg->transport.timeout_ns < 1000000000ULL || cfg->transport.timeout_ns > 86400000000000ULL))
+		return config_error_set(err, cfg->source, 0, "transport.timeout",
+		                        "expected 0 (never) or a duration from 1s to 24h"),
 		       -EINVAL;
 	return validate_tls(cfg, err);
 }

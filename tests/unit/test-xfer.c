@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +203,21 @@ static void test_messages(void)
 	ok(prefixes_refused(XFER_T_ABORT, 0, pay, (size_t)n), "truncated ABORT refused");
 	is_str(xfer_abort_name(XFER_ABORT_VERSION), "incompatible protocol version", "abort names");
 	is_int(decode(XFER_T_ABORT, 0, 0, pay, (size_t)n + 1, &m), -EPROTO, "ABORT with trailing bytes refused");
+
+	/* KEEPALIVE */
+	n = xfer_enc_u32(pay, sizeof(pay), 30000);
+	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n, &m), 0, "KEEPALIVE decodes");
+	is_int(m.u.keepalive.timeout_ms, 30000, "KEEPALIVE timeout");
+	ok(prefixes_refused(XFER_T_KEEPALIVE, 0, pay, (size_t)n), "truncated KEEPALIVE refused");
+	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n + 1, &m), -EPROTO, "KEEPALIVE with trailing bytes refused");
+	is_int(decode(XFER_T_KEEPALIVE, 0, 1, pay, (size_t)n, &m), -EPROTO, "KEEPALIVE on a device refused");
+	n = xfer_enc_u32(pay, sizeof(pay), 0);
+	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n, &m), 0, "KEEPALIVE without a timeout decodes");
+	n = xfer_enc_u32(pay, sizeof(pay), XFER_MIN_TIMEOUT_MS - 1);
+	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n, &m), -EPROTO, "KEEPALIVE timeout under the limit refused");
+	n = xfer_enc_u32(pay, sizeof(pay), XFER_MAX_TIMEOUT_MS + 1);
+	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n, &m), -EPROTO, "KEEPALIVE timeout over the limit refused");
+	is_str(xfer_type_name(XFER_T_KEEPALIVE), "KEEPALIVE", "KEEPALIVE has a name");
 }
 
 static void test_blocks(void)
@@ -305,21 +322,28 @@ static void test_transport(void)
 	is_int(xfer_split_hostport("host:12x", h, sizeof(h), p, sizeof(p)), -EINVAL, "port digits checked");
 	is_int(xfer_split_hostport("host", h, sizeof(h), p, sizeof(p)), -EINVAL, "missing port refused");
 
-	/* handshake */
+	/* handshake; no timeouts, so that no keepalive interleaves with the raw frames below */
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 	struct xfer_conn *a = xfer_conn_from_fd(sv[0], "a"), *b = xfer_conn_from_fd(sv[1], "b");
+	a->idle_ms = b->idle_ms = 0;
 	struct hs_arg ha = { a, XFER_ROLE_SOURCE, 0 };
 	pthread_create(&t, NULL, hs_thread, &ha);
 	int rb = xfer_handshake(b, XFER_ROLE_DEST, XFER_CAP_SHARED_BASE);
 	pthread_join(t, NULL);
 	ok(ha.r == 0 && rb == 0, "handshake between source and destination");
-	ok(a->hello.caps == XFER_CAP_SHARED_BASE && b->hello.role == XFER_ROLE_SOURCE, "capabilities exchanged");
+	ok(a->hello.caps == (XFER_CAP_SHARED_BASE | XFER_CAP_KEEPALIVE) && b->hello.role == XFER_ROLE_SOURCE,
+	   "capabilities exchanged, keepalives on both sides");
+	ok(a->ka && b->ka, "both sides run a keepalive sender");
 
-	/* frames */
+	/* frames; each side's first frame was its KEEPALIVE, consumed by xfer_recv */
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	struct xfer_msg m;
 	int n = xfer_enc_request(pay, sizeof(pay), 5, 1);
+	is_int(xfer_send(a, XFER_T_REQUEST, 0, 1, 0, pay, (size_t)n), 0, "frame sent");
+	is_int(xfer_recv(b, &buf, &cap, &m), 0, "frame received after the keepalive");
+	ok(m.hdr.type == XFER_T_REQUEST && m.hdr.dev == 1, "keepalive not returned");
+	is_int(b->peer_idle_ms, 0, "the peer's timeout learned from its KEEPALIVE");
 	is_int(xfer_send(b, XFER_T_REQUEST, 0, 2, 0, pay, (size_t)n), 0, "frame sent");
 	is_int(xfer_recv(a, &buf, &cap, &m), 0, "frame received");
 	ok(m.hdr.type == XFER_T_REQUEST && m.hdr.dev == 2 && m.u.request.index == 5, "frame content");
@@ -483,9 +507,26 @@ static void md_free(struct memdev *m)
 
 static struct memdev src_devs[2], dst_devs[2];
 static int suspended, resumed, handed_over, flushes;
+static unsigned suspend_us;   /* how long the suspend hook takes */
+static bool engine_timeouts; /* run_engine over connections with 1 s timeouts */
+
+/* A connection over a socketpair that waits in poll() like a dialled one (timeouts apply). */
+static struct xfer_conn *timed_conn(int fd, const char *name)
+{
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	struct xfer_conn *c = xfer_conn_from_fd(fd, name);
+	c->idle_ms = 1000;
+	return c;
+}
 
 static int h_flush(void *ctx) { (void)ctx; flushes++; return 0; }
-static int h_suspend(void *ctx) { (void)ctx; suspended++; return 0; }
+static int h_suspend(void *ctx)
+{
+	(void)ctx;
+	suspended++;
+	usleep(suspend_us);
+	return 0;
+}
 static int h_resume(void *ctx) { (void)ctx; resumed++; return 0; }
 static int h_handover(void *ctx) { (void)ctx; handed_over++; return 0; }
 
@@ -563,10 +604,10 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 	suspended = resumed = handed_over = flushes = authority_seen = 0;
 
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
-	sa.c = xfer_conn_from_fd(sv[0], "src");
+	sa.c = engine_timeouts ? timed_conn(sv[0], "src") : xfer_conn_from_fd(sv[0], "src");
 	sa.devs[0] = &src_devs[0].dev;
 	sa.devs[1] = &src_devs[1].dev;
-	struct xfer_conn *dc = xfer_conn_from_fd(sv[1], "dst");
+	struct xfer_conn *dc = engine_timeouts ? timed_conn(sv[1], "dst") : xfer_conn_from_fd(sv[1], "dst");
 	pthread_create(&t, NULL, src_thread, &sa);
 	int r = xfer_handshake(dc, XFER_ROLE_DEST, caps);
 	struct xfer_dest_opts o = { .open = dst_open };
@@ -764,6 +805,163 @@ static void test_priority(void)
 	md_free(&prio_dst);
 }
 
+/* ---- stalled peers: keepalives and the receive timeout ---- */
+
+/* A hand-made peer on a raw socket: its hello (with keepalives) and frames. */
+static void raw_hello(int fd, enum xfer_role role)
+{
+	uint8_t b[XFER_HELLO_LEN];
+	struct xfer_hello h = { .version = XFER_VERSION, .role = role,
+				.caps = XFER_CAP_ZSTD | XFER_CAP_KEEPALIVE, .max_payload = XFER_MAX_PAYLOAD };
+
+	xfer_hello_encode(b, &h);
+	(void)!write(fd, b, sizeof(b));
+}
+
+static void raw_frame(int fd, uint8_t type, uint16_t dev, const uint8_t *p, size_t len)
+{
+	uint8_t b[XFER_HDR_LEN + 64];
+	struct xfer_hdr h = { .len = (uint32_t)len, .type = type, .dev = dev };
+
+	xfer_hdr_encode(b, &h);
+	memcpy(b + XFER_HDR_LEN, p, len);
+	(void)!write(fd, b, XFER_HDR_LEN + len);
+}
+
+static void raw_keepalive(int fd)
+{
+	uint8_t p[4];
+	xfer_put32(p, 1000);
+	raw_frame(fd, XFER_T_KEEPALIVE, 0, p, sizeof(p));
+}
+
+/* A destination that says hello and then nothing, and reads nothing: the source gives up. */
+static void test_stalled_destination(void)
+{
+	int sv[2];
+	pthread_t t;
+	struct src_arg sa = { 0 };
+
+	md_init(&src_devs[0], "memory", 4 << 20, 65536);
+	md_init(&src_devs[1], "disk", 1 << 20, 65536);
+	for (size_t i = 0; i < (4u << 20); i++)
+		src_devs[0].data[i] = (uint8_t)rand();
+	resumed = handed_over = 0;
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = timed_conn(sv[0], "src");
+	sa.devs[0] = &src_devs[0].dev;
+	sa.devs[1] = &src_devs[1].dev;
+	raw_hello(sv[1], XFER_ROLE_DEST);
+	raw_keepalive(sv[1]);
+	pthread_create(&t, NULL, src_thread, &sa);
+	pthread_join(t, NULL);
+	is_int(sa.r, -ETIMEDOUT, "stalled destination: the source gives up");
+	ok(strstr(sa.err, "for 1s: ") && strstr(sa.err, "stopped answering"), "with a clear reason: %s", sa.err);
+	ok(!sa.auth, "stalled destination: authority not sent");
+	is_int(resumed, 1, "stalled destination: the source resumed its devices");
+	xfer_conn_free(sa.c);
+	close(sv[1]);
+	md_free(&src_devs[0]);
+	md_free(&src_devs[1]);
+}
+
+/* A source that announces its devices and goes silent: the destination fails, it does not hang. */
+static void test_stalled_source(void)
+{
+	int sv[2];
+	uint8_t p[64];
+	struct xfer_stats st = { 0 };
+	char err[256] = "";
+	bool auth;
+	int n;
+
+	md_init(&dst_devs[0], "memory", 1 << 20, 4096);
+	md_init(&dst_devs[1], "disk", 300000, 65536);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	struct xfer_conn *dc = timed_conn(sv[1], "dst");
+	raw_hello(sv[0], XFER_ROLE_SOURCE);
+	raw_keepalive(sv[0]);
+	n = xfer_enc_devinfo(p, sizeof(p), 1 << 20, 4096, 0, "memory");
+	raw_frame(sv[0], XFER_T_DEVINFO, 1, p, (size_t)n);
+	n = xfer_enc_devinfo(p, sizeof(p), 300000, 65536, 0, "disk");
+	raw_frame(sv[0], XFER_T_DEVINFO, 2, p, (size_t)n);
+	n = xfer_enc_u32(p, sizeof(p), 2);
+	raw_frame(sv[0], XFER_T_DEVS_DONE, 0, p, (size_t)n);
+	int r = xfer_handshake(dc, XFER_ROLE_DEST, XFER_CAP_ZSTD);
+	is_int(r, 0, "stalled source: handshake");
+	struct xfer_dest_opts o = { .open = dst_open };
+	r = xfer_dest_run(dc, &o, NULL, &st, &auth, err, sizeof(err));
+	is_int(r, -ETIMEDOUT, "stalled source: the destination gives up");
+	ok(strstr(err, "no message for 1s: the peer stopped answering") != NULL, "with a clear reason: %s", err);
+	xfer_conn_free(dc);
+	close(sv[0]);
+	md_free(&dst_devs[0]);
+	md_free(&dst_devs[1]);
+}
+
+/* A destination that reads everything and keeps sending keepalives, but never acknowledges. */
+static int mute_fd;
+static bool mute_stop;
+
+static void *mute_dest(void *arg)
+{
+	uint8_t buf[65536];
+	(void)arg;
+
+	raw_hello(mute_fd, XFER_ROLE_DEST);
+	while (!__atomic_load_n(&mute_stop, __ATOMIC_RELAXED)) {
+		struct pollfd p = { .fd = mute_fd, .events = POLLIN };
+		if (poll(&p, 1, 200) > 0 && read(mute_fd, buf, sizeof(buf)) <= 0)
+			break;
+		raw_keepalive(mute_fd);
+	}
+	return NULL;
+}
+
+static void test_unanswered(void)
+{
+	int sv[2];
+	pthread_t t, m;
+	struct src_arg sa = { 0 };
+
+	md_init(&src_devs[0], "memory", 1 << 20, 65536);
+	md_init(&src_devs[1], "disk", 1 << 20, 65536);
+	resumed = 0;
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = timed_conn(sv[0], "src");
+	sa.devs[0] = &src_devs[0].dev;
+	sa.devs[1] = &src_devs[1].dev;
+	mute_fd = sv[1];
+	mute_stop = false;
+	pthread_create(&m, NULL, mute_dest, NULL);
+	pthread_create(&t, NULL, src_thread, &sa);
+	pthread_join(t, NULL);
+	__atomic_store_n(&mute_stop, true, __ATOMIC_RELAXED);
+	pthread_join(m, NULL);
+	is_int(sa.r, -ETIMEDOUT, "no acknowledgement: the source gives up although keepalives come");
+	ok(strstr(sa.err, "no acknowledgement for 1s") != NULL, "with a clear reason: %s", sa.err);
+	is_int(resumed, 1, "no acknowledgement: the source resumed its devices");
+	xfer_conn_free(sa.c);
+	close(sv[1]);
+	md_free(&src_devs[0]);
+	md_free(&src_devs[1]);
+}
+
+static void test_timeout_setting(void)
+{
+	struct xfer_conn *c;
+
+	xfer_transport_set_timeout(2500000000ull);
+	c = xfer_conn_from_fd(-1, "x");
+	is_int(c->idle_ms, 2500, "transport timeout applies to new connections");
+	xfer_conn_free(c);
+	xfer_transport_set_timeout(0);
+	c = xfer_conn_from_fd(-1, "x");
+	is_int(c->idle_ms, 0, "timeout 0: wait forever");
+	xfer_conn_free(c);
+	xfer_transport_set_timeout(30000000000ull);
+}
+
 int main(void)
 {
 	test_crc();
@@ -782,5 +980,16 @@ int main(void)
 	run_engine(false, true, XFER_CAP_ZSTD);
 	test_break();
 	test_priority();
+	test_timeout_setting();
+	diag("stalled peers (a few seconds)");
+	test_stalled_destination();
+	test_stalled_source();
+	test_unanswered();
+	diag("engine: a suspend of 2.5s under 1s timeouts, carried through by keepalives");
+	engine_timeouts = true;
+	suspend_us = 2500 * 1000;
+	run_engine(false, false, XFER_CAP_ZSTD);
+	engine_timeouts = false;
+	suspend_us = 0;
 	return done_testing();
 }

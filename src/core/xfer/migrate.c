@@ -179,16 +179,50 @@ static uint32_t src_next_txid(struct src *s)
 	return ++s->txid;
 }
 
+/* When an answer awaited from now on is overdue (the receive timeout); 0: never. */
+static uint64_t src_deadline(struct src *s)
+{
+	return s->c->timeout_ms > 0 ? now_ns() + (uint64_t)s->c->timeout_ms * 1000000ull : 0;
+}
+
+/* Wait on s->cond with s->lock held; false once DEADLINE (monotonic, 0: none) has passed. */
+static bool src_wait_until(struct src *s, uint64_t deadline)
+{
+	if (!deadline) {
+		pthread_cond_wait(&s->cond, &s->lock);
+		return true;
+	}
+	if (now_ns() >= deadline)
+		return false;
+	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+			       .tv_nsec = (long)(deadline % 1000000000ull) };
+	(void)pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	return true;
+}
+
+/* The destination still sends keepalives but its session does not answer. */
+static int src_fail_unanswered(struct src *s)
+{
+	char d[32];
+
+	format_duration((uint64_t)s->c->timeout_ms * 1000000ull, d, sizeof(d));
+	src_fail(s, -ETIMEDOUT, "no acknowledgement for %s: the peer stopped answering", d);
+	return -ETIMEDOUT;
+}
+
 static int src_wait_ack(struct src *s, uint32_t txid)
 {
+	uint64_t deadline = src_deadline(s);
+	bool late;
 	int r;
 
 	pthread_mutex_lock(&s->lock);
-	while (s->acked < txid && !s->failed)
-		pthread_cond_wait(&s->cond, &s->lock);
+	while (s->acked < txid && !s->failed && src_wait_until(s, deadline))
+		;
+	late = s->acked < txid && !s->failed;
 	r = s->failed;
 	pthread_mutex_unlock(&s->lock);
-	return r;
+	return late ? src_fail_unanswered(s) : r;
 }
 
 static void src_progress(struct src *s, uint64_t bytes)
@@ -286,28 +320,17 @@ static int src_serve_priority(struct src *s)
 /* Wait up to NS, serving priority requests meanwhile. */
 static int src_throttle(struct src *s, uint64_t ns)
 {
-	struct timespec ts;
-	uint64_t end;
+	uint64_t end = now_ns() + ns;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	end = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ns;
 	for (;;) {
 		int r = src_serve_priority(s);
 		if (r < 0)
 			return r;
 		pthread_mutex_lock(&s->lock);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-		if (now >= end) {
-			pthread_mutex_unlock(&s->lock);
-			return 0;
-		}
-		if (s->pq_len == 0 && !s->failed) {
-			struct timespec dl = { .tv_sec = (time_t)(end / 1000000000ull),
-					       .tv_nsec = (long)(end % 1000000000ull) };
-			pthread_cond_timedwait(&s->cond, &s->lock, &dl);
-		}
+		bool more = s->failed || (s->pq_len ? now_ns() < end : src_wait_until(s, end));
 		pthread_mutex_unlock(&s->lock);
+		if (!more)
+			return 0;
 	}
 }
 
@@ -694,17 +717,21 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 	if (r < 0)
 		return src_fail(s, r, "%s", s->c->err), r;
 	/* Requests may still come until the destination has everything. */
+	uint64_t deadline = src_deadline(s);
 	for (;;) {
+		bool in_time = true;
 		r = src_serve_priority(s);
 		if (r < 0)
 			return r;
 		pthread_mutex_lock(&s->lock);
-		while (s->acked < txid && !s->failed && s->pq_len == 0)
-			pthread_cond_wait(&s->cond, &s->lock);
+		while (s->acked < txid && !s->failed && s->pq_len == 0 && in_time)
+			in_time = src_wait_until(s, deadline);
 		bool done = s->acked >= txid;
 		pthread_mutex_unlock(&s->lock);
 		if (done)
 			return 0;
+		if (!in_time)
+			return src_fail_unanswered(s);
 	}
 }
 
@@ -722,7 +749,12 @@ int xfer_source_run(struct xfer_conn *c, struct xfer_dev **devs, size_t n,
 	s.st->start_ns = now_ns();
 	s.pq_max = o && o->concurrency ? o->concurrency : 4096;
 	pthread_mutex_init(&s.lock, NULL);
-	pthread_cond_init(&s.cond, NULL);
+	/* Timed waits (throttle, acknowledgements) use monotonic deadlines. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s.cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (n == 0 || n > XFER_MAX_DEVICES) {
 		snprintf(err, errlen, "cannot migrate %zu devices (1 to %u)", n, XFER_MAX_DEVICES);
 		src_cleanup(&s);
@@ -745,8 +777,8 @@ int xfer_source_run(struct xfer_conn *c, struct xfer_dev **devs, size_t n,
 		int f = src_failed(&s);
 		if (f == 0)
 			src_fail(&s, r, "%s", strerror(-r));
-		/* Tell the destination why, unless it is the one that went away. */
-		if (f != -ECONNRESET && f != -ECONNABORTED && f != -EPIPE)
+		/* Tell the destination why, unless it went away or stopped answering. */
+		if (f != -ECONNRESET && f != -ECONNABORTED && f != -EPIPE && f != -ETIMEDOUT)
 			xfer_send_abort(c, XFER_ABORT_IO, s.err);
 		if (!*authority_sent && h && h->resume)
 			(void)h->resume(h->ctx);

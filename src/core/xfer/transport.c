@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -41,10 +42,25 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct addrinfo *, freeaddrinfo)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct xfer_conn *, xfer_conn_free)
 
 #define HANDSHAKE_TIMEOUT_S 30
+#define DEFAULT_TIMEOUT_MS 30000u
+
+/* The receive timeout new connections get (transport.timeout). */
+static uint32_t default_idle_ms = DEFAULT_TIMEOUT_MS;
 
 void xfer_transport_init(void)
 {
 	signal(SIGPIPE, SIG_IGN);
+}
+
+void xfer_transport_set_timeout(uint64_t timeout_ns)
+{
+	uint64_t ms = (timeout_ns + 999999) / 1000000;
+
+	if (ms && ms < XFER_MIN_TIMEOUT_MS)
+		ms = XFER_MIN_TIMEOUT_MS;
+	if (ms > XFER_MAX_TIMEOUT_MS)
+		ms = XFER_MAX_TIMEOUT_MS;
+	__atomic_store_n(&default_idle_ms, (uint32_t)ms, __ATOMIC_RELAXED);
 }
 
 /* The most useful line from OpenSSL's error queue (the last, deepest one). */
@@ -268,12 +284,18 @@ static const struct xfer_conn_ops tls_ops = {
 
 /* ---- connections ---- */
 
+static void keepalive_wake(struct xfer_conn *c, bool stop);
+static void keepalive_stop(struct xfer_conn *c);
+
 struct xfer_conn *xfer_conn_from_fd(int fd, const char *peer)
 {
 	struct xfer_conn *c = xcalloc(1, sizeof(*c));
 
 	c->ops = &plain_ops;
 	c->fd = fd;
+	c->idle_ms = __atomic_load_n(&default_idle_ms, __ATOMIC_RELAXED);
+	c->peer_idle_ms = XFER_IDLE_UNKNOWN;
+	c->last_out_ns = now_ns();
 	pthread_mutex_init(&c->ssl_lock, NULL);
 	pthread_mutex_init(&c->write_lock, NULL);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "peer");
@@ -284,6 +306,7 @@ void xfer_conn_free(struct xfer_conn *c)
 {
 	if (!c)
 		return;
+	keepalive_stop(c);
 	c->ops->close(c);
 	if (c->fd >= 0)
 		close(c->fd);
@@ -296,7 +319,10 @@ void xfer_conn_free(struct xfer_conn *c)
 
 void xfer_conn_shutdown(struct xfer_conn *c)
 {
-	if (c && c->fd >= 0)
+	if (!c)
+		return;
+	keepalive_wake(c, true);
+	if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);
 }
 
@@ -321,7 +347,14 @@ static int wait_fd(struct xfer_conn *c, short events)
 		if (r < 0)
 			return -errno;
 		if (r == 0) {
-			snprintf(c->err, sizeof(c->err), "timed out waiting for the peer");
+			char d[32];
+			format_duration((uint64_t)c->timeout_ms * 1000000ull, d, sizeof(d));
+			if (events & POLLIN)
+				snprintf(c->err, sizeof(c->err),
+					 "no message for %s: the peer stopped answering", d);
+			else
+				snprintf(c->err, sizeof(c->err),
+					 "the peer took no data for %s: it stopped answering", d);
 			return -ETIMEDOUT;
 		}
 		return 0;
@@ -411,6 +444,7 @@ static int write_all_locked(struct xfer_conn *c, const void *buf, size_t len)
 		p += n;
 		len -= (size_t)n;
 		c->bytes_out += (uint64_t)n;
+		__atomic_store_n(&c->last_out_ns, now_ns(), __ATOMIC_RELAXED);
 	}
 	return 0;
 }
@@ -446,6 +480,7 @@ static int sendmsg_all_locked(struct xfer_conn *c, const struct iovec *iov, int 
 			return r;
 		}
 		c->bytes_out += (uint64_t)w;
+		__atomic_store_n(&c->last_out_ns, now_ns(), __ATOMIC_RELAXED);
 		while (cnt > 0 && (size_t)w >= cur->iov_len) {
 			w -= (ssize_t)cur->iov_len;
 			cur++;
@@ -459,14 +494,13 @@ static int sendmsg_all_locked(struct xfer_conn *c, const struct iovec *iov, int 
 	return 0;
 }
 
-int xfer_conn_writev(struct xfer_conn *c, const struct iovec *iov, int n)
+static int writev_locked(struct xfer_conn *c, const struct iovec *iov, int n)
 {
 	size_t total = 0;
 	int r = 0;
 
 	for (int i = 0; i < n; i++)
 		total += iov[i].iov_len;
-	pthread_mutex_lock(&c->write_lock);
 	if (c->ops == &plain_ops) {
 		r = sendmsg_all_locked(c, iov, n);
 	} else if (c->wbuf || (c->wbuf = malloc(WBUF_SIZE))) {
@@ -497,6 +531,32 @@ int xfer_conn_writev(struct xfer_conn *c, const struct iovec *iov, int n)
 			if (iov[i].iov_len)
 				r = write_all_locked(c, iov[i].iov_base, iov[i].iov_len);
 	}
+	return r;
+}
+
+int xfer_conn_writev(struct xfer_conn *c, const struct iovec *iov, int n)
+{
+	int r;
+
+	pthread_mutex_lock(&c->write_lock);
+	r = writev_locked(c, iov, n);
+	pthread_mutex_unlock(&c->write_lock);
+	return r;
+}
+
+/* One frame; with TRY, -EBUSY instead of waiting while another frame is being written. */
+static int send_frame(struct xfer_conn *c, const struct xfer_hdr *h, const void *payload, bool try)
+{
+	uint8_t hdr[XFER_HDR_LEN];
+	int r;
+
+	xfer_hdr_encode(hdr, h);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, h->len } };
+	if (!try)
+		return xfer_conn_writev(c, iov, 2);
+	if (pthread_mutex_trylock(&c->write_lock) != 0)
+		return -EBUSY;
+	r = writev_locked(c, iov, 2);
 	pthread_mutex_unlock(&c->write_lock);
 	return r;
 }
@@ -504,18 +564,157 @@ int xfer_conn_writev(struct xfer_conn *c, const struct iovec *iov, int n)
 int xfer_send(struct xfer_conn *c, uint8_t type, uint8_t flags, uint16_t dev, uint32_t txid,
 	      const void *payload, size_t len)
 {
-	uint8_t hdr[XFER_HDR_LEN];
 	struct xfer_hdr h = { .len = (uint32_t)len, .type = type, .flags = flags, .dev = dev,
 			      .txid = txid };
 
 	if (len > XFER_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	xfer_hdr_encode(hdr, &h);
-	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
-	return xfer_conn_writev(c, iov, 2);
+	return send_frame(c, &h, payload, false);
 }
 
-int xfer_recv(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xfer_msg *m)
+/* ---- keepalive ---- */
+
+struct xfer_keepalive {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* on the monotonic clock */
+	bool stop;
+};
+
+/* KEEPALIVE carries this side's receive timeout, so the peer knows how often to speak. */
+static int send_keepalive(struct xfer_conn *c, bool try)
+{
+	uint8_t p[4];
+	struct xfer_hdr h = { .len = sizeof(p), .type = XFER_T_KEEPALIVE };
+
+	xfer_put32(p, c->idle_ms);
+	return send_frame(c, &h, p, try);
+}
+
+/*
+ * How long this side may stay silent: a quarter of the smaller receive
+ * timeout of the two sides (0: neither has one). Until the peer's first
+ * KEEPALIVE arrives, assume the smallest timeout it could announce.
+ */
+static uint64_t keepalive_interval_ns(struct xfer_conn *c)
+{
+	uint32_t t = c->idle_ms, peer = __atomic_load_n(&c->peer_idle_ms, __ATOMIC_RELAXED);
+
+	if (peer == XFER_IDLE_UNKNOWN)
+		peer = XFER_MIN_TIMEOUT_MS;
+	if (peer && (!t || peer < t))
+		t = peer;
+	return (uint64_t)t * 1000000ull / 4;
+}
+
+static void deadline_wait(pthread_cond_t *cond, pthread_mutex_t *lock, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull),
+			       .tv_nsec = (long)(ns % 1000000000ull) };
+
+	(void)pthread_cond_timedwait(cond, lock, &ts);
+}
+
+/*
+ * Runs beside the connection's reader and writer: whatever the session is
+ * busy with (a suspend hook, a throttle, a VM restore), the peer hears from
+ * this side. It never waits for the write lock: a frame being written keeps
+ * the line busy anyway. Ends at shutdown or when the connection is gone.
+ */
+static void *keepalive_main(void *arg)
+{
+	struct xfer_conn *c = arg;
+	struct xfer_keepalive *ka = c->ka;
+	uint64_t not_before = 0;
+
+	pthread_mutex_lock(&ka->lock);
+	while (!ka->stop) {
+		uint64_t iv = keepalive_interval_ns(c);
+		uint64_t due = __atomic_load_n(&c->last_out_ns, __ATOMIC_RELAXED) + iv;
+
+		if (iv == 0) {
+			pthread_cond_wait(&ka->cond, &ka->lock);
+			continue;
+		}
+		if (due < not_before)
+			due = not_before;
+		if (now_ns() < due) {
+			deadline_wait(&ka->cond, &ka->lock, due);
+			continue;
+		}
+		pthread_mutex_unlock(&ka->lock);
+		int r = send_keepalive(c, true);
+		pthread_mutex_lock(&ka->lock);
+		if (r < 0 && r != -EBUSY)
+			break;
+		not_before = now_ns() + iv;
+	}
+	pthread_mutex_unlock(&ka->lock);
+	return NULL;
+}
+
+static int keepalive_start(struct xfer_conn *c)
+{
+	struct xfer_keepalive *ka;
+	pthread_condattr_t attr;
+	int r;
+
+	/* The first frame after the hello announces this side's timeout. */
+	r = send_keepalive(c, false);
+	if (r < 0)
+		return r;
+	ka = xcalloc(1, sizeof(*ka));
+	pthread_mutex_init(&ka->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&ka->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	c->ka = ka;
+	r = pthread_create(&ka->thread, NULL, keepalive_main, c);
+	if (r != 0) {
+		c->ka = NULL;
+		pthread_cond_destroy(&ka->cond);
+		pthread_mutex_destroy(&ka->lock);
+		free(ka);
+		snprintf(c->err, sizeof(c->err), "cannot start a thread");
+		return -r;
+	}
+	return 0;
+}
+
+/* Make the keepalive sender look again (the peer's timeout changed), or stop it. */
+static void keepalive_wake(struct xfer_conn *c, bool stop)
+{
+	if (!c->ka)
+		return;
+	pthread_mutex_lock(&c->ka->lock);
+	if (stop)
+		c->ka->stop = true;
+	pthread_cond_signal(&c->ka->cond);
+	pthread_mutex_unlock(&c->ka->lock);
+}
+
+static void keepalive_stop(struct xfer_conn *c)
+{
+	struct xfer_keepalive *ka = c->ka;
+
+	if (!ka)
+		return;
+	keepalive_wake(c, true);
+	pthread_join(ka->thread, NULL);
+	c->ka = NULL;
+	pthread_cond_destroy(&ka->cond);
+	pthread_mutex_destroy(&ka->lock);
+	free(ka);
+}
+
+static void note_peer_timeout(struct xfer_conn *c, uint32_t ms)
+{
+	if (__atomic_exchange_n(&c->peer_idle_ms, ms, __ATOMIC_RELAXED) != ms)
+		keepalive_wake(c, false);
+}
+
+static int recv_frame(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xfer_msg *m)
 {
 	uint8_t raw[XFER_HDR_LEN];
 	struct xfer_hdr h;
@@ -553,6 +752,16 @@ int xfer_recv(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xfer_msg *
 	return r;
 }
 
+int xfer_recv(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xfer_msg *m)
+{
+	for (;;) {
+		int r = recv_frame(c, buf, cap, m);
+		if (r != 0 || m->hdr.type != XFER_T_KEEPALIVE)
+			return r;
+		note_peer_timeout(c, m->u.keepalive.timeout_ms);
+	}
+}
+
 void xfer_send_abort(struct xfer_conn *c, uint16_t code, const char *reason)
 {
 	uint8_t buf[4 + XFER_MAX_REASON];
@@ -565,8 +774,8 @@ void xfer_send_abort(struct xfer_conn *c, uint16_t code, const char *reason)
 int xfer_handshake(struct xfer_conn *c, enum xfer_role role, uint32_t caps)
 {
 	uint8_t mine[XFER_HELLO_LEN], theirs[XFER_HELLO_LEN];
-	struct xfer_hello h = { .version = XFER_VERSION, .role = (uint16_t)role, .caps = caps,
-				.max_payload = XFER_MAX_PAYLOAD };
+	struct xfer_hello h = { .version = XFER_VERSION, .role = (uint16_t)role,
+				.caps = caps | XFER_CAP_KEEPALIVE, .max_payload = XFER_MAX_PAYLOAD };
 	struct iovec iov = { mine, sizeof(mine) };
 	int r;
 
@@ -611,7 +820,11 @@ int xfer_handshake(struct xfer_conn *c, enum xfer_role role, uint32_t caps)
 			 role == XFER_ROLE_SOURCE ? "source" : "destination");
 		return -EPROTO;
 	}
-	return 0;
+	/* A peer without keepalives may stay silent for long: no timeout then. */
+	if (!(c->hello.caps & XFER_CAP_KEEPALIVE))
+		return 0;
+	c->timeout_ms = (int)c->idle_ms;
+	return keepalive_start(c);
 }
 
 /* ---- addresses ---- */
@@ -944,12 +1157,14 @@ int xfer_dial(const char *addr, struct xfer_tls *tls, struct xfer_conn **out, ch
 				r = -errno;
 				continue;
 			}
+			/* A black-holed address fails after the handshake's bound, not TCP's minutes. */
+			set_timeouts(fd, HANDSHAKE_TIMEOUT_S);
 			if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
 				family = ai->ai_family;
 				r = 0;
 				break;
 			}
-			r = -errno;
+			r = errno == EINPROGRESS ? -ETIMEDOUT : -errno;
 			closep(&fd);
 			fd = -EBADF;
 		}

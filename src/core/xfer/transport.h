@@ -3,6 +3,10 @@
  * TCP, behind one connection type with a small vtable, plus the protocol
  * handshake. Readers and writers may run in different threads on one
  * connection; whole frames are written under a lock so they never interleave.
+ * After the handshake a small thread per connection sends KEEPALIVE whenever
+ * the connection has been silent for a while, and every wait for the peer is
+ * bounded by the receive timeout (transport.timeout), so a stalled peer ends
+ * the session with one clear error instead of a hang.
  */
 #ifndef DRAFTER_XFER_TRANSPORT_H
 #define DRAFTER_XFER_TRANSPORT_H
@@ -26,6 +30,11 @@ struct xfer_conn_ops {
 	void (*close)(struct xfer_conn *c);
 };
 
+struct xfer_keepalive;
+
+/* peer_idle_ms before the peer's first KEEPALIVE arrived. */
+#define XFER_IDLE_UNKNOWN UINT32_MAX
+
 struct xfer_conn {
 	const struct xfer_conn_ops *ops;
 	int fd;
@@ -36,6 +45,10 @@ struct xfer_conn {
 	char err[256];    /* the reason of the last transport failure, for the user */
 	bool eof;
 	int timeout_ms; /* bound on each wait for the peer; 0: none */
+	uint32_t idle_ms;      /* receive timeout after the handshake (announced); 0: none */
+	uint32_t peer_idle_ms; /* the peer's receive timeout, from its KEEPALIVE */
+	uint64_t last_out_ns;  /* monotonic time of the last bytes written (atomic) */
+	struct xfer_keepalive *ka; /* the keepalive sender, once the handshake is through */
 	uint8_t *rbuf;  /* read buffer (one reader thread at a time) */
 	size_t rpos, rlen;
 	uint8_t *wbuf;  /* TLS: a frame is assembled here (under write_lock) */
@@ -48,6 +61,14 @@ struct xfer_tls;
 
 /* Process-wide set-up (SIGPIPE ignored: a vanished peer is a return value). */
 void xfer_transport_init(void);
+
+/*
+ * Receive timeout (transport.timeout) of the connections made from now on:
+ * nothing at all from the peer for this long, or no data taken by it, fails
+ * the session. 0: wait forever. Defaults to 30 s; rounded to milliseconds and
+ * clamped to what the protocol can announce.
+ */
+void xfer_transport_set_timeout(uint64_t timeout_ns);
 
 /*
  * Build a TLS context from the settings; returns -EINVAL etc. with ERR filled
@@ -75,6 +96,7 @@ int xfer_dial(const char *addr, struct xfer_tls *tls, struct xfer_conn **out, ch
 /* Wrap a connected socket (tests, socketpair). Takes FD. */
 struct xfer_conn *xfer_conn_from_fd(int fd, const char *peer);
 
+/* Stops the keepalive sender first. */
 void xfer_conn_free(struct xfer_conn *c);
 /* Wake and fail every blocked reader and writer of C (connection lost / aborted). */
 void xfer_conn_shutdown(struct xfer_conn *c);
@@ -90,6 +112,7 @@ int xfer_send(struct xfer_conn *c, uint8_t type, uint8_t flags, uint16_t dev, ui
 /*
  * Receive one frame into *BUF (grown up to XFER_MAX_PAYLOAD as needed, only
  * after the header passed its checks) and decode it into M. 1 on clean EOF.
+ * KEEPALIVE frames are consumed here and never returned.
  */
 int xfer_recv(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xfer_msg *m);
 
@@ -97,6 +120,8 @@ int xfer_recv(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xfer_msg *
  * Exchange hellos (both sides send first, then read, so that a version
  * mismatch is reported on both ends). -EPROTONOSUPPORT on another version,
  * -EPROTO when the peer does not speak the protocol; c->err says which.
+ * CAPS gets XFER_CAP_KEEPALIVE added. When the peer announced it too, the
+ * receive timeout applies from here on and the keepalive sender starts.
  */
 int xfer_handshake(struct xfer_conn *c, enum xfer_role role, uint32_t caps);
 

@@ -252,6 +252,7 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *p, size_t len, stru
 	case XFER_T_DEVS_DONE:
 	case XFER_T_AUTHORITY:
 	case XFER_T_DONE:
+	case XFER_T_KEEPALIVE:
 		if (h->dev != 0)
 			return -EPROTO;
 		break;
@@ -364,6 +365,15 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *p, size_t len, stru
 		m->u.abort.reason_len = xfer_get16(p + 2);
 		m->u.abort.reason = (const char *)p + 4;
 		if (m->u.abort.reason_len > XFER_MAX_REASON || len != 4u + m->u.abort.reason_len)
+			return -EPROTO;
+		return 0;
+	case XFER_T_KEEPALIVE:
+		if (len != 4)
+			return -EPROTO;
+		m->u.keepalive.timeout_ms = xfer_get32(p);
+		if (m->u.keepalive.timeout_ms &&
+		    (m->u.keepalive.timeout_ms < XFER_MIN_TIMEOUT_MS ||
+		     m->u.keepalive.timeout_ms > XFER_MAX_TIMEOUT_MS))
 			return -EPROTO;
 		return 0;
 	default:
@@ -590,7 +600,7 @@ const char *xfer_type_name(uint8_t type)
 		[XFER_T_REQUEST] = "REQUEST", [XFER_T_DIRTY] = "DIRTY",
 		[XFER_T_AUTHORITY] = "AUTHORITY", [XFER_T_COMPLETED] = "COMPLETED",
 		[XFER_T_DONE] = "DONE",       [XFER_T_ABORT] = "ABORT",
-		[XFER_T_ACK] = "ACK",
+		[XFER_T_ACK] = "ACK",         [XFER_T_KEEPALIVE] = "KEEPALIVE",
 	};
 	if (type < ARRAY_SIZE(names) && names[type])
 		return names[type];

@@ -27,12 +27,16 @@
 #define XFER_MAX_LIST 65536u /* entries per HAVE/DIRTY frame */
 #define XFER_MAX_REASON 1024u
 #define XFER_MAX_AUTH_DATA 65536u
+/* Receive timeouts a KEEPALIVE may announce: 0 (none) or 1 s to 24 h. */
+#define XFER_MIN_TIMEOUT_MS 1000u
+#define XFER_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
 
 /* Roles and capabilities announced in the hello. */
 enum xfer_role { XFER_ROLE_SOURCE = 1, XFER_ROLE_DEST = 2 };
 #define XFER_CAP_ZSTD 0x1u        /* can decode zstd block payloads */
 #define XFER_CAP_SHARED_BASE 0x2u /* holds the shared bases: HAVE lists welcome */
 #define XFER_CAP_READONLY 0x4u    /* source serves read-only devices (registry) */
+#define XFER_CAP_KEEPALIVE 0x8u   /* sends KEEPALIVE when idle, and understands it */
 
 enum xfer_type {
 	XFER_T_DEVINFO = 1,
@@ -46,6 +50,7 @@ enum xfer_type {
 	XFER_T_DONE = 9,
 	XFER_T_ABORT = 10,
 	XFER_T_ACK = 11,
+	XFER_T_KEEPALIVE = 12,
 	XFER_T__MAX,
 };
 
@@ -139,6 +144,9 @@ struct xfer_msg {
 			const char *reason; /* not NUL-terminated */
 			uint16_t reason_len;
 		} abort;
+		struct {
+			uint32_t timeout_ms; /* the sender's receive timeout, 0: none */
+		} keepalive;
 	} u;
 };
 
