@@ -23,3 +23,7 @@ UNIT_TESTS += tests/unit/test-util
 # Migration peers that stop answering (keepalives and the receive timeout).
 TESTS += tests/migrate-stall.sh
 EXTRA_DIST += tests/migrate-stall.sh
+
+# More real-VM migrations: two hosts, mutual TLS, post-copy, a cut after authority.
+TESTS += tests/migrate-vm-more.sh
+EXTRA_DIST += tests/migrate-vm-more.sh

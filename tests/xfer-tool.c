@@ -3,10 +3,24 @@
  *   xfer-tool hello source|dest [VERSION]   print a protocol hello
  *   xfer-tool writer FILE SEED [BLOCK]      write random blocks into FILE until a
  *                                           write fails; prints how many succeeded
- *   xfer-tool proxy LISTEN TARGET CUT       forward one TCP connection from
+ *   xfer-tool proxy LISTEN TARGET CUT [MODE]
+ *                                           forward one TCP connection from
  *                                           127.0.0.1:LISTEN to 127.0.0.1:TARGET
  *                                           and cut both sides after CUT bytes
- *                                           (0: never); prints the bytes forwarded
+ *                                           (0: never); the last line printed is
+ *                                           the number of bytes forwarded.
+ *                                           MODE follows the frames TARGET (the
+ *                                           migration source) sends:
+ *                                             auth-cut: stop right after the
+ *                                             AUTHORITY frame, wait (10 s at most)
+ *                                             for the destination's answer, which
+ *                                             is not forwarded, and cut both sides
+ *                                             auth-rate=BYTES: after AUTHORITY,
+ *                                             forward TARGET's bytes at BYTES per
+ *                                             second at most
+ *                                           and prints "authority forwarded after
+ *                                           N bytes" and "done forwarded after N
+ *                                           bytes" when those frames passed.
  */
 #include "config.h"
 
@@ -22,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/util.h"
 #include "core/xfer/wire.h"
 
@@ -106,25 +121,225 @@ static int tcp_listen(uint16_t port)
 	return fd;
 }
 
-static int tcp_dial(uint16_t port)
+/* RCVBUF > 0: a small receive buffer, so that little data waits in it. */
+static int tcp_dial(uint16_t port, int rcvbuf)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -1;
 	return fd;
 }
 
+/*
+ * Follows the source's byte stream: its hello, then frame headers and
+ * payloads, so that the proxy knows where a frame ends.
+ */
+struct framer {
+	uint8_t buf[XFER_HELLO_LEN]; /* the hello, then each header */
+	size_t have, want;           /* bytes of BUF collected, needed */
+	uint64_t skip;               /* payload bytes of the current frame still to pass */
+	uint8_t type;                /* the frame whose payload is passing */
+	bool lost;                   /* a header did not decode: stop following */
+};
+
+/*
+ * Follow the N bytes at P. Returns how many of them reach the end of the
+ * first frame that ends among them, with *TYPE its type; N and *TYPE 0 when
+ * no frame ends there.
+ */
+static size_t framer_feed(struct framer *f, const uint8_t *p, size_t n, uint8_t *type)
+{
+	struct xfer_hdr h;
+	size_t i = 0, k;
+
+	*type = 0;
+	while (i < n && !f->lost) {
+		if (f->skip) {
+			k = f->skip < n - i ? (size_t)f->skip : n - i;
+			f->skip -= k;
+			i += k;
+			if (!f->skip) {
+				*type = f->type;
+				return i;
+			}
+			continue;
+		}
+		k = f->want - f->have < n - i ? f->want - f->have : n - i;
+		memcpy(f->buf + f->have, p + i, k);
+		f->have += k;
+		i += k;
+		if (f->have < f->want)
+			break;
+		f->have = 0;
+		if (f->want == XFER_HELLO_LEN) {
+			f->want = XFER_HDR_LEN;
+			continue;
+		}
+		if (xfer_hdr_decode(f->buf, &h) < 0) {
+			fprintf(stderr, "proxy: cannot follow the frames after %zu bytes of a read\n", i);
+			f->lost = true;
+			break;
+		}
+		f->type = h.type;
+		f->skip = h.len;
+		if (!h.len) {
+			*type = h.type;
+			return i;
+		}
+	}
+	return n;
+}
+
+enum proxy_mode { PROXY_PLAIN, PROXY_AUTH_CUT, PROXY_AUTH_RATE };
+
+struct proxy {
+	int fd[2]; /* 0: the client that connected (destination), 1: the target (source) */
+	enum proxy_mode mode;
+	uint64_t cut, moved;
+	uint64_t rate;     /* bytes per second after AUTHORITY (PROXY_AUTH_RATE) */
+	double tokens;     /* bytes the rate allows now */
+	uint64_t refill_ns;
+	bool after_auth;
+	struct framer fr;
+};
+
+static int proxy_parse_mode(struct proxy *px, const char *s)
+{
+	if (strcmp(s, "auth-cut") == 0) {
+		px->mode = PROXY_AUTH_CUT;
+		return 0;
+	}
+	if (strncmp(s, "auth-rate=", 10) == 0 && parse_u64(s + 10, &px->rate) == 0 && px->rate > 0) {
+		px->mode = PROXY_AUTH_RATE;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Throttled: how many bytes the target may send now; 0 with *WAIT_MS until more. */
+static size_t proxy_allowance(struct proxy *px, size_t want, int *wait_ms)
+{
+	double burst = (double)px->rate / 20 > 4096 ? (double)px->rate / 20 : 4096;
+	uint64_t now = now_ns();
+
+	*wait_ms = -1;
+	if (px->mode != PROXY_AUTH_RATE || !px->after_auth)
+		return want;
+	px->tokens += (double)(now - px->refill_ns) * (double)px->rate / 1e9;
+	px->refill_ns = now;
+	if (px->tokens > burst)
+		px->tokens = burst;
+	if (px->tokens < 1024) {
+		*wait_ms = 1 + (int)((1024 - px->tokens) * 1000 / (double)px->rate);
+		return 0;
+	}
+	return px->tokens < (double)want ? (size_t)px->tokens : want;
+}
+
+static void proxy_event(struct proxy *px, uint8_t type)
+{
+	const char *what = type == XFER_T_AUTHORITY ? "authority" : type == XFER_T_DONE ? "done" : NULL;
+
+	if (!what)
+		return;
+	printf("%s forwarded after %" PRIu64 " bytes\n", what, px->moved);
+	fflush(stdout);
+	if (type == XFER_T_AUTHORITY) {
+		px->after_auth = true;
+		px->refill_ns = now_ns();
+		px->tokens = 0;
+	}
+}
+
+/* Pass N bytes from the target on, frame by frame. 1: stop here (auth-cut). */
+static int proxy_from_target(struct proxy *px, const uint8_t *p, size_t n)
+{
+	while (n) {
+		uint8_t type = 0;
+		size_t k = px->mode == PROXY_PLAIN ? n : framer_feed(&px->fr, p, n, &type);
+
+		if (write_all(px->fd[0], p, k) < 0)
+			return -1;
+		px->moved += k;
+		p += k;
+		n -= k;
+		if (px->mode == PROXY_PLAIN)
+			break;
+		proxy_event(px, type);
+		if (type == XFER_T_AUTHORITY && px->mode == PROXY_AUTH_CUT)
+			return 1;
+	}
+	return 0;
+}
+
+/* auth-cut: the destination answers AUTHORITY (its ACK, a request): it took over. */
+static void proxy_wait_answer(struct proxy *px)
+{
+	struct pollfd p = { .fd = px->fd[0], .events = POLLIN };
+	uint8_t b[512];
+
+	if (poll(&p, 1, 10000) > 0 && read(px->fd[0], b, sizeof(b)) > 0)
+		printf("the destination answered; cutting\n");
+	else
+		printf("no answer from the destination; cutting\n");
+}
+
+static void proxy_run(struct proxy *px)
+{
+	static uint8_t buf[65536];
+
+	for (;;) {
+		int wait_ms;
+		size_t want = proxy_allowance(px, sizeof(buf), &wait_ms);
+		struct pollfd p[2] = { { .fd = px->fd[0], .events = POLLIN },
+				       { .fd = px->fd[1], .events = want ? POLLIN : 0 } };
+
+		if (poll(p, 2, wait_ms) < 0)
+			return;
+		int from = p[0].revents ? 0 : p[1].revents ? 1 : -1;
+		if (from < 0)
+			continue;
+		if (from == 0) {
+			want = sizeof(buf);
+		} else if (!want) { /* the target hung up, or failed: its data can wait */
+			poll(NULL, 0, wait_ms);
+			continue;
+		}
+		if (px->cut && px->cut - px->moved < want)
+			want = (size_t)(px->cut - px->moved);
+		ssize_t n = read(px->fd[from], buf, want);
+		if (n <= 0)
+			return;
+		if (from == 1) {
+			if (px->mode == PROXY_AUTH_RATE && px->after_auth)
+				px->tokens -= (double)n;
+			int r = proxy_from_target(px, buf, (size_t)n);
+			if (r == 1)
+				proxy_wait_answer(px);
+			if (r != 0)
+				return;
+		} else {
+			if (write_all(px->fd[1], buf, (size_t)n) < 0)
+				return;
+			px->moved += (uint64_t)n;
+		}
+		if (px->cut && px->moved >= px->cut)
+			return;
+	}
+}
+
 static int cmd_proxy(int argc, char **argv)
 {
+	struct proxy px = { .fr.want = XFER_HELLO_LEN };
 	uint32_t lp, tp;
-	uint64_t cut, moved = 0;
-	char buf[65536];
 
 	if (argc < 5 || parse_u32(argv[2], &lp) < 0 || parse_u32(argv[3], &tp) < 0 ||
-	    parse_u64(argv[4], &cut) < 0)
+	    parse_u64(argv[4], &px.cut) < 0 || (argc > 5 && proxy_parse_mode(&px, argv[5]) < 0))
 		return 2;
 	int lfd = tcp_listen((uint16_t)lp);
 	if (lfd < 0) {
@@ -134,39 +349,22 @@ static int cmd_proxy(int argc, char **argv)
 	/* Tell the test we listen: it waits for this line. */
 	printf("listening\n");
 	fflush(stdout);
-	int a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	int b = tcp_dial((uint16_t)tp);
-	if (a < 0 || b < 0) {
+	px.fd[0] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	/* Throttled, little may wait in the proxy: requested blocks overtake bulk data at the source. */
+	px.fd[1] = tcp_dial((uint16_t)tp, px.mode == PROXY_AUTH_RATE ? 65536 : 0);
+	if (px.fd[0] < 0 || px.fd[1] < 0) {
 		perror("proxy");
 		return 1;
 	}
-	struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
-	for (;;) {
-		if (poll(p, 2, -1) < 0)
-			break;
-		int from = p[0].revents ? 0 : p[1].revents ? 1 : -1;
-		if (from < 0)
-			continue;
-		size_t want = sizeof(buf);
-		if (cut && cut - moved < want)
-			want = (size_t)(cut - moved);
-		ssize_t n = read(p[from].fd, buf, want);
-		if (n <= 0)
-			break;
-		if (write(p[1 - from].fd, buf, (size_t)n) != n)
-			break;
-		moved += (uint64_t)n;
-		if (cut && moved >= cut)
-			break;
-	}
+	proxy_run(&px);
 	/* A hard cut: reset rather than an orderly close. */
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(a);
-	close(b);
+	setsockopt(px.fd[0], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	setsockopt(px.fd[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(px.fd[0]);
+	close(px.fd[1]);
 	close(lfd);
-	printf("%" PRIu64 "\n", moved);
+	printf("%" PRIu64 "\n", px.moved);
 	return 0;
 }
 
