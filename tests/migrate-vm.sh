@@ -150,6 +150,7 @@ wait $B
 is "B -> C: B exits 0 after the handover" "$?" 0
 wait_log c.log "VM migrated from" 60
 diag "$(grep -h 'VM migrated' c.log | sed 's/^drafter: //')"
+diag "$(grep -h 'VM resumed here' b.log c.log | sed 's/^drafter: //')"
 js=$(grep '^{' c.log)
 diag "C: $js"
 like "C prints its summary as JSON with --json" "$js" '^\{"role":"destination",.*"blocks_postcopied":[0-9]+,.*"cycles":(null|[0-9]+),"total_s":[0-9.]+,"downtime_ms":[0-9.]+\}$'

@@ -165,6 +165,7 @@ static int authority_then_load(void *ctx)
 		snprintf(m->hook_err, sizeof m->hook_err, "the migration ended before the VM could run");
 		return r;
 	}
+	log_debug("devices ours at %.3f", (double)vmmig_realtime_ns() / 1e9);
 	r = read_meta(m, &meta, m->hook_err, sizeof m->hook_err);
 	if (r == 0 && !vm_machine_equal(&meta.machine, &m->meta.machine)) {
 		log_debug("the machine changed during the migration: starting its VMM again");
@@ -179,6 +180,7 @@ static int authority_then_load(void *ctx)
 	vm_meta_free(&m->meta);
 	m->meta = meta;
 	m->vm.spec.state_size = meta.state_size;
+	log_debug("snapshot %s checked at %.3f", meta.snapshot_id, (double)vmmig_realtime_ns() / 1e9);
 	return 0;
 }
 
