@@ -208,8 +208,8 @@ static void peer_summary(struct peer *p, bool source, const char *addr, const st
 			 double downtime_ms)
 {
 	uint64_t blocks = st->blocks_raw + st->blocks_zero + st->blocks_zstd;
-	/* The source knows what it sent after the handover; the destination counts what came after it. */
-	uint64_t post = source ? st->final_dirty : blocks - p->dest_blocks_at_auth;
+	/* The source counts what it sent after the handover; the destination what came after it. */
+	uint64_t post = source ? st->blocks_postcopy : blocks - p->dest_blocks_at_auth;
 	double total = (double)(st->end_ns - st->start_ns) / 1e9;
 	char bytes[32], down[48], cycles[32] = "";
 
@@ -545,7 +545,8 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 {
 	struct peer *p = ctx;
 	struct xfer_dev *devs[XFER_MAX_DEVICES];
-	struct xfer_source_opts so = { .concurrency = p->cfg->transport.concurrency };
+	struct xfer_source_opts so = { .concurrency = p->cfg->transport.concurrency,
+					.postcopy = p->cfg->transport.postcopy };
 	struct xfer_hooks h = { .ctx = p, .flush = src_flush, .suspend = src_suspend,
 				.resume = src_resume, .handover = src_handover,
 				.authority_data = src_authority_data };

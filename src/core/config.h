@@ -151,6 +151,7 @@ struct cfg_transport {
 	enum cfg_exposure exposure;
 	char *mount_dir;      /* where FUSE mounts go, default "out/mnt" */
 	bool json;            /* peer: migration summary as a JSON line on stdout */
+	bool postcopy;        /* peer as a source: hand over at once, no pre-copy */
 	uint64_t timeout_ns;  /* a silent migration peer fails the session after this, 30s; 0: never */
 	struct cfg_tls tls;
 };

@@ -509,6 +509,7 @@ static struct memdev src_devs[2], dst_devs[2];
 static int suspended, resumed, handed_over, flushes;
 static unsigned suspend_us;   /* how long the suspend hook takes */
 static bool engine_timeouts; /* run_engine over connections with 1 s timeouts */
+static bool engine_postcopy; /* run_engine with a post-copy-only source */
 
 /* A connection over a socketpair that waits in poll() like a dialled one (timeouts apply). */
 static struct xfer_conn *timed_conn(int fd, const char *name)
@@ -545,7 +546,7 @@ static void *src_thread(void *p)
 	struct src_arg *a = p;
 	struct xfer_hooks h = { .flush = h_flush, .suspend = h_suspend, .resume = h_resume,
 				.handover = h_handover };
-	struct xfer_source_opts o = { .read_only = a->read_only };
+	struct xfer_source_opts o = { .read_only = a->read_only, .postcopy = engine_postcopy };
 	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
 	if (a->r == 0)
 		a->r = xfer_source_run(a->c, a->devs, 2, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
@@ -623,6 +624,17 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 	if (read_only) {
 		is_int(suspended, 0, "read-only source never suspends");
 		is_int(st.blocks_have, 0, "no HAVE");
+	} else if (engine_postcopy) {
+		uint64_t sent = sa.st.blocks_raw + sa.st.blocks_zero + sa.st.blocks_zstd;
+		is_int(suspended, 1, "post-copy: suspended once");
+		is_int(handed_over, 1, "post-copy: handed over once");
+		is_int(resumed, 0, "post-copy: not resumed");
+		is_int(flushes, 1, "post-copy: no dirty cycle, one flush before the suspend");
+		is_int(sa.st.cycles, 0, "post-copy: no cycles");
+		ok(sent > 0 && sa.st.blocks_postcopy == sent,
+		   "post-copy: every block went after AUTHORITY (%" PRIu64 " of %" PRIu64 ")", sa.st.blocks_postcopy, sent);
+		ok(sa.st.authority_ns && sa.st.suspend_ns && sa.st.authority_ns >= sa.st.suspend_ns,
+		   "post-copy: suspended, then AUTHORITY");
 	} else {
 		is_int(suspended, 1, "suspended once");
 		is_int(handed_over, 1, "handed over once");
@@ -978,6 +990,12 @@ int main(void)
 	run_engine(false, true, XFER_CAP_ZSTD | XFER_CAP_SHARED_BASE);
 	diag("engine: shared base, destination without it");
 	run_engine(false, true, XFER_CAP_ZSTD);
+	diag("engine: post-copy only");
+	engine_postcopy = true;
+	run_engine(false, false, XFER_CAP_ZSTD);
+	diag("engine: post-copy only, shared base");
+	run_engine(false, true, XFER_CAP_ZSTD | XFER_CAP_SHARED_BASE);
+	engine_postcopy = false;
 	test_break();
 	test_priority();
 	test_timeout_setting();

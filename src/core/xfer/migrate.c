@@ -71,6 +71,8 @@ struct src {
 	struct xfer_stats *st;
 	const struct xfer_hooks *h;
 	uint64_t total_bytes, done_bytes, last_progress;
+	bool frozen;     /* suspended: what is sent from now on is final */
+	bool authorized; /* AUTHORITY sent */
 };
 
 static void src_fail(struct src *s, int r, const char *fmt, ...) _printf_(3, 4);
@@ -273,6 +275,8 @@ static int src_send_block(struct src *s, struct src_dev *sd, uint64_t block, boo
 	}
 	if (prio)
 		s->st->blocks_priority++;
+	if (s->authorized)
+		s->st->blocks_postcopy++;
 	r = xfer_send(s->c, XFER_T_BLOCK, prio ? XFER_F_PRIORITY : 0, sd->id, 0, s->frame, (size_t)n);
 	if (r < 0) {
 		src_fail(s, r, "%s", s->c->err[0] ? s->c->err : strerror(-r));
@@ -448,6 +452,8 @@ static int src_full_pass(struct src *s)
 				if (r < 0)
 					return r;
 				bit_set(sd->sent, b);
+				if (s->frozen)
+					bit_clear(sd->pending, b);
 			}
 		}
 	}
@@ -585,6 +591,107 @@ static void src_cleanup(struct src *s)
 	pthread_cond_destroy(&s->cond);
 }
 
+/* 4. suspend, then the final dirty lists, acknowledged: the devices no longer change. */
+static int src_freeze(struct src *s)
+{
+	uint32_t last = 0;
+	int r;
+
+	if (s->h && s->h->suspend && (r = s->h->suspend(s->h->ctx)) < 0)
+		return src_fail(s, r, "cannot suspend: %s", strerror(-r)), r;
+	s->st->suspend_ns = now_ns();
+	for (size_t i = 0; i < s->n; i++) {
+		struct src_dev *sd = &s->devs[i];
+		_cleanup_free_ uint64_t *list = NULL;
+		size_t n;
+		r = src_sync(s, sd, &list, &n);
+		if (r < 0)
+			return r;
+		r = src_send_list(s, sd, list, n, &last);
+		if (r < 0)
+			return r;
+		for (size_t k = 0; k < n; k++)
+			if (list[k] < sd->nblocks)
+				bit_set(sd->pending, list[k]);
+		s->st->final_dirty += n;
+	}
+	s->frozen = true;
+	return src_wait_ack(s, last);
+}
+
+/* 5. authority: from here on the destination owns the devices. */
+static int src_authority(struct src *s, bool *authority_sent)
+{
+	uint8_t adata[XFER_MAX_AUTH_DATA];
+	int alen = 0, r;
+	uint32_t txid;
+
+	if (s->h && s->h->authority_data) {
+		alen = s->h->authority_data(s->h->ctx, adata, sizeof(adata));
+		if (alen < 0)
+			return src_fail(s, alen, "cannot prepare the handover: %s", strerror(-alen)), alen;
+	}
+	txid = src_next_txid(s);
+	r = xfer_send(s->c, XFER_T_AUTHORITY, XFER_F_ACK, 0, txid, adata, (size_t)alen);
+	if (r < 0)
+		return src_fail(s, r, "%s", s->c->err), r;
+	/* Once sent, the event may have arrived: never run again here. */
+	*authority_sent = true;
+	s->authorized = true;
+	s->st->authority_ns = now_ns();
+	if (s->h && s->h->handover)
+		(void)s->h->handover(s->h->ctx);
+	return src_wait_ack(s, txid);
+}
+
+static uint64_t bits_count(const uint64_t *bits, uint64_t n)
+{
+	uint64_t c = 0;
+
+	for (uint64_t w = 0; w < BIT_WORDS(n); w++)
+		c += (uint64_t)__builtin_popcountll(bits[w]);
+	return c;
+}
+
+/*
+ * Post-copy: the final dirty blocks not sent yet, requested ones first.
+ * Devices with the fewest go first: the VM's state and snapshot record,
+ * which the destination reads before anything else, ahead of its memory.
+ */
+static int src_post_copy(struct src *s)
+{
+	size_t order[XFER_MAX_DEVICES];
+	uint64_t count[XFER_MAX_DEVICES];
+
+	for (size_t i = 0; i < s->n; i++) {
+		size_t j = i;
+		count[i] = bits_count(s->devs[i].pending, s->devs[i].nblocks);
+		while (j > 0 && count[order[j - 1]] > count[i]) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	for (size_t k = 0; k < s->n; k++) {
+		struct src_dev *sd = &s->devs[order[k]];
+		for (uint64_t b = 0; b < sd->nblocks; b++) {
+			int r;
+			if (!bit_test(sd->pending, b))
+				continue;
+			r = src_serve_priority(s);
+			if (r < 0)
+				return r;
+			if (!bit_test(sd->pending, b))
+				continue;
+			r = src_send_block(s, sd, b, false);
+			if (r < 0)
+				return r;
+			bit_clear(sd->pending, b);
+		}
+	}
+	return src_serve_priority(s);
+}
+
 static int src_run(struct src *s, const struct xfer_source_opts *o, bool *authority_sent)
 {
 	uint8_t small[4 + XFER_MAX_NAME + 64];
@@ -622,7 +729,21 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 		if (r < 0)
 			return src_fail(s, r, "%s", s->c->err), r;
 		*authority_sent = true;
+		s->authorized = true;
 		s->st->authority_ns = now_ns();
+	} else if (o && o->postcopy) {
+		/*
+		 * Post-copy only: hand over before any block, the full pass
+		 * follows. A flush while the VM still runs leaves less for the
+		 * one in the suspend, which is downtime.
+		 */
+		if (s->h && s->h->flush && (r = s->h->flush(s->h->ctx)) < 0)
+			return src_fail(s, r, "cannot flush the devices: %s", strerror(-r)), r;
+		r = src_freeze(s);
+		if (r == 0)
+			r = src_authority(s, authority_sent);
+		if (r < 0)
+			return r;
 	}
 
 	/* 2. full pass */
@@ -631,75 +752,21 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 		return r;
 
 	if (!*authority_sent) {
-		/* 3. dirty cycles */
+		/* 3. dirty cycles, 4. suspend, 5. authority */
 		r = src_dirty_cycles(s);
 		if (r < 0)
 			return r;
-
-		/* 4. suspend, final dirty lists, acknowledged */
-		if (s->h && s->h->suspend && (r = s->h->suspend(s->h->ctx)) < 0)
-			return src_fail(s, r, "cannot suspend: %s", strerror(-r)), r;
-		s->st->suspend_ns = now_ns();
-		uint32_t last = 0;
-		for (size_t i = 0; i < s->n; i++) {
-			struct src_dev *sd = &s->devs[i];
-			_cleanup_free_ uint64_t *list = NULL;
-			size_t n;
-			r = src_sync(s, sd, &list, &n);
-			if (r < 0)
-				return r;
-			r = src_send_list(s, sd, list, n, &last);
-			if (r < 0)
-				return r;
-			for (size_t k = 0; k < n; k++)
-				if (list[k] < sd->nblocks)
-					bit_set(sd->pending, list[k]);
-			s->st->final_dirty += n;
-		}
-		r = src_wait_ack(s, last);
+		r = src_freeze(s);
 		if (r < 0)
 			return r;
-
-		/* 5. authority: from here on the destination owns the devices */
-		uint8_t adata[XFER_MAX_AUTH_DATA];
-		int alen = 0;
-		if (s->h && s->h->authority_data) {
-			alen = s->h->authority_data(s->h->ctx, adata, sizeof(adata));
-			if (alen < 0)
-				return src_fail(s, alen, "cannot prepare the handover: %s", strerror(-alen)),
-				       alen;
-		}
-		txid = src_next_txid(s);
-		r = xfer_send(s->c, XFER_T_AUTHORITY, XFER_F_ACK, 0, txid, adata, (size_t)alen);
-		if (r < 0)
-			return src_fail(s, r, "%s", s->c->err), r;
-		/* Once sent, the event may have arrived: never run again here. */
-		*authority_sent = true;
-		s->st->authority_ns = now_ns();
-		if (s->h && s->h->handover)
-			(void)s->h->handover(s->h->ctx);
-		r = src_wait_ack(s, txid);
+		r = src_authority(s, authority_sent);
 		if (r < 0)
 			return r;
-
-		/* post-copy: the rest of the final dirty blocks, requested ones first */
-		for (size_t i = 0; i < s->n; i++) {
-			struct src_dev *sd = &s->devs[i];
-			for (uint64_t b = 0; b < sd->nblocks; b++) {
-				if (!bit_test(sd->pending, b))
-					continue;
-				r = src_serve_priority(s);
-				if (r < 0)
-					return r;
-				if (!bit_test(sd->pending, b))
-					continue;
-				r = src_send_block(s, sd, b, false);
-				if (r < 0)
-					return r;
-				bit_clear(sd->pending, b);
-			}
-		}
 	}
+
+	r = src_post_copy(s);
+	if (r < 0)
+		return r;
 	r = src_serve_priority(s);
 	if (r < 0)
 		return r;

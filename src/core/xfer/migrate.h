@@ -93,11 +93,13 @@ struct xfer_stats {
 	uint64_t requests;      /* REQUEST messages sent (destination) or served (source) */
 	uint32_t cycles;        /* dirty cycles before the suspend */
 	uint64_t final_dirty;   /* blocks in the final dirty lists */
+	uint64_t blocks_postcopy; /* source: blocks sent after AUTHORITY */
 	uint64_t start_ns, suspend_ns, authority_ns, end_ns;
 };
 
 struct xfer_source_opts {
 	bool read_only;     /* registry: authority at once, no dirty cycles */
+	bool postcopy;      /* suspend and hand over before any block: everything is post-copied */
 	uint32_t concurrency; /* bound on queued priority requests (0: 4096) */
 };
 
