@@ -444,7 +444,7 @@ static int peer_migrate_in(struct peer *p)
 		r = r < 0 ? r : p->vm_start_r;
 		goto out;
 	}
-	if (r == 0) {
+	if (r == 0 && !p->failed_after_handover) {
 		uint64_t t = vmmig_resumed_ns(p->vm);
 		peer_summary(p, false, cfg->transport.raddr, &st,
 			     p->vm && p->src_paused_ns && t > p->src_paused_ns ? (double)(t - p->src_paused_ns) / 1e6

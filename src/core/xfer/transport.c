@@ -72,7 +72,20 @@ static void ssl_reason(char *buf, size_t len, const char *fallback)
 		last = e;
 	if (last) {
 		const char *r = ERR_reason_error_string(last);
-		snprintf(buf, len, "%s", r ? r : "TLS error");
+		int alert = ERR_GET_REASON(last) - SSL_AD_REASON_OFFSET;
+
+		if (!r)
+			r = "TLS error";
+		/* An alert the peer sent: say which side objected, and to what. */
+		if (alert == SSL_AD_BAD_CERTIFICATE || alert == SSL_AD_UNSUPPORTED_CERTIFICATE ||
+		    alert == SSL_AD_CERTIFICATE_REVOKED || alert == SSL_AD_CERTIFICATE_EXPIRED ||
+		    alert == SSL_AD_CERTIFICATE_UNKNOWN || alert == SSL_AD_UNKNOWN_CA ||
+		    alert == SSL_AD_ACCESS_DENIED || alert == SSL_AD_CERTIFICATE_REQUIRED)
+			snprintf(buf, len, "the peer refused this side's certificate (%s)", r);
+		else if (alert > 0 && alert < 256)
+			snprintf(buf, len, "the peer ended the TLS session (%s)", r);
+		else
+			snprintf(buf, len, "%s", r);
 	} else {
 		snprintf(buf, len, "%s", fallback);
 	}
