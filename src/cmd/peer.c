@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -55,7 +56,7 @@ struct peer {
 	/* destination: the session runs in its own thread; this one starts the VM */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool devices_ready, got_authority, dest_done; /* under lock */
+	bool devices_ready, got_authority, dest_done, vm_start_done; /* under lock */
 	const struct xfer_dest_opts *dest_o;
 	const struct xfer_hooks *dest_h;
 	struct xfer_stats dest_st;
@@ -66,6 +67,7 @@ struct peer {
 	uint64_t paused_ns;      /* source: realtime when the VM was paused for the handover */
 	struct net_hold *hold;   /* the guest's inbound packets, held while no VM runs here */
 	uint64_t handover_ns;    /* source: realtime when authority was sent */
+	bool src_downtime_known; /* source: the destination reported when its VM resumed */
 	uint64_t authority_ns;   /* destination: realtime when authority arrived */
 	uint64_t dest_blocks_at_auth; /* destination: blocks received before AUTHORITY */
 	uint64_t src_paused_ns;  /* destination: the same, as the source sent it with AUTHORITY */
@@ -242,7 +244,8 @@ static void peer_summary(struct peer *p, bool source, const char *addr, const st
 	}
 	format_bytes(st->bytes_wire, bytes, sizeof bytes);
 	if (downtime_ms >= 0)
-		snprintf(down, sizeof down, "%s %.0fms", source ? "paused until handover" : "downtime", downtime_ms);
+		snprintf(down, sizeof down, "%s %.0fms",
+			 source && !p->src_downtime_known ? "paused until handover" : "downtime", downtime_ms);
 	else
 		snprintf(down, sizeof down, "downtime unknown");
 	log_info("%s %s '%s': %s on the wire, %" PRIu64 " blocks pre-copied, %" PRIu64
@@ -338,6 +341,31 @@ static int dest_ready(void *ctx)
 	return 0;
 }
 
+/*
+ * At DONE (every block is here, so a VM start cannot wait for the session
+ * thread): when the VM ran again, for the source's summary. Bounded, so a
+ * VMM that hangs does not hold the session.
+ */
+static uint64_t dest_resumed(void *ctx)
+{
+	struct peer *p = ctx;
+	struct timespec until;
+	uint64_t t = 0;
+
+	if (!p->vm_mode)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&p->lock);
+	while (!p->vm_start_done)
+		if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT)
+			break;
+	if (p->vm_start_done && p->vm_start_r == 0)
+		t = vmmig_resumed_ns(p->vm);
+	pthread_mutex_unlock(&p->lock);
+	return t;
+}
+
 static void *signal_watch(void *arg)
 {
 	struct peer *p = arg;
@@ -384,7 +412,7 @@ static int peer_migrate_in(struct peer *p)
 	p->stop_efd = eventfd(0, EFD_CLOEXEC);
 	pthread_create(&watcher, NULL, signal_watch, p);
 	struct xfer_dest_opts o = { .ctx = p, .open = dest_open, .ready = dest_ready };
-	struct xfer_hooks h = { .ctx = p, .authority = dest_authority };
+	struct xfer_hooks h = { .ctx = p, .authority = dest_authority, .resumed = dest_resumed };
 	pthread_t dt;
 	p->dest_o = &o;
 	p->dest_h = &h;
@@ -408,6 +436,10 @@ static int peer_migrate_in(struct peer *p)
 			else
 				log_info("VM resumed here");
 		}
+		pthread_mutex_lock(&p->lock);
+		p->vm_start_done = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
 		pthread_join(dt, NULL);
 		r = p->dest_r;
 		st = p->dest_st;
@@ -584,9 +616,12 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 		 p->n, size, st.blocks_raw + st.blocks_zero + st.blocks_zstd, st.blocks_have, c->peer,
 		 (double)(st.end_ns - st.start_ns) / 1e9, st.cycles, st.final_dirty,
 		 (double)(st.authority_ns - st.suspend_ns) / 1e6);
+	/* The destination tells when its VM ran again (RESUMED); else only our part is known. */
+	p->src_downtime_known = p->vm && st.dest_resumed_ns > p->paused_ns;
 	peer_summary(p, true, c->peer, &st,
-		     p->vm ? (double)(p->handover_ns - p->paused_ns) / 1e6
-			   : (double)(st.authority_ns - st.suspend_ns) / 1e6);
+		     p->src_downtime_known ? (double)(st.dest_resumed_ns - p->paused_ns) / 1e6
+		     : p->vm		   ? (double)(p->handover_ns - p->paused_ns) / 1e6
+					   : (double)(st.authority_ns - st.suspend_ns) / 1e6);
 	return 1;
 }
 

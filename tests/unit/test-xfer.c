@@ -204,6 +204,14 @@ static void test_messages(void)
 	is_str(xfer_abort_name(XFER_ABORT_VERSION), "incompatible protocol version", "abort names");
 	is_int(decode(XFER_T_ABORT, 0, 0, pay, (size_t)n + 1, &m), -EPROTO, "ABORT with trailing bytes refused");
 
+	/* RESUMED */
+	n = xfer_enc_u64(pay, sizeof(pay), 1796526885672000000ULL);
+	is_int(decode(XFER_T_RESUMED, 0, 0, pay, (size_t)n, &m), 0, "RESUMED decodes");
+	ok(m.u.resumed.realtime_ns == 1796526885672000000ULL, "RESUMED time");
+	ok(prefixes_refused(XFER_T_RESUMED, 0, pay, (size_t)n), "truncated RESUMED refused");
+	is_int(decode(XFER_T_RESUMED, 0, 0, pay, (size_t)n + 1, &m), -EPROTO, "RESUMED with trailing bytes refused");
+	is_int(decode(XFER_T_RESUMED, 0, 1, pay, (size_t)n, &m), -EPROTO, "RESUMED on a device refused");
+
 	/* KEEPALIVE */
 	n = xfer_enc_u32(pay, sizeof(pay), 30000);
 	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n, &m), 0, "KEEPALIVE decodes");
@@ -577,6 +585,12 @@ static int h_authority(void *ctx, const uint8_t *d, size_t n)
 	return 0;
 }
 
+static uint64_t h_resumed(void *ctx)
+{
+	(void)ctx;
+	return 1234567890123ULL;
+}
+
 static void run_engine(bool read_only, bool shared, uint32_t caps)
 {
 	int sv[2];
@@ -612,7 +626,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 	pthread_create(&t, NULL, src_thread, &sa);
 	int r = xfer_handshake(dc, XFER_ROLE_DEST, caps);
 	struct xfer_dest_opts o = { .open = dst_open };
-	struct xfer_hooks h = { .authority = h_authority };
+	struct xfer_hooks h = { .authority = h_authority, .resumed = h_resumed };
 	if (r == 0)
 		r = xfer_dest_run(dc, &o, &h, &st, &auth, err, sizeof(err));
 	pthread_join(t, NULL);
@@ -621,6 +635,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 	ok(memcmp(src_devs[0].data, dst_devs[0].data, 1 << 20) == 0, "memory device equal");
 	ok(memcmp(src_devs[1].data, dst_devs[1].data, 300000) == 0, "disk device equal (short last block)");
 	is_int(authority_seen, 1, "one authority event");
+	ok(sa.st.dest_resumed_ns == 1234567890123ULL, "the destination's resume time reached the source (RESUMED)");
 	if (read_only) {
 		is_int(suspended, 0, "read-only source never suspends");
 		is_int(st.blocks_have, 0, "no HAVE");

@@ -144,6 +144,12 @@ static void *src_reader(void *arg)
 				 (int)m.u.abort.reason_len, m.u.abort.reason);
 			break;
 		}
+		if (m.hdr.type == XFER_T_RESUMED) {
+			pthread_mutex_lock(&s->lock);
+			s->st->dest_resumed_ns = m.u.resumed.realtime_ns;
+			pthread_mutex_unlock(&s->lock);
+			continue;
+		}
 		if (m.hdr.type == XFER_T_ACK) {
 			pthread_mutex_lock(&s->lock);
 			if (m.hdr.txid > s->acked)
@@ -1073,6 +1079,13 @@ int xfer_dest_run(struct xfer_conn *c, const struct xfer_dest_opts *o, const str
 				if (!devs[i].completed)
 					DST_FAIL(XFER_ABORT_PROTOCOL, -EPROTO, "device '%s' was not completed",
 						 devs[i].d->name);
+			if (h && h->resumed) {
+				uint8_t t[8];
+				uint64_t ns = h->resumed(h->ctx);
+				if (ns && (r = xfer_send(c, XFER_T_RESUMED, 0, 0, 0, t,
+							 (size_t)xfer_enc_u64(t, sizeof t, ns))) < 0)
+					DST_FAIL(0, r, "%s", c->err);
+			}
 			r = dst_ack(c, &m);
 			if (r < 0)
 				DST_FAIL(0, r, "%s", c->err);

@@ -82,6 +82,12 @@ struct xfer_hooks {
 	int (*handover)(void *ctx);
 	int (*authority_data)(void *ctx, uint8_t *buf, size_t cap);
 	int (*authority)(void *ctx, const uint8_t *data, size_t len);
+	/*
+	 * Destination, optional: at DONE, before acknowledging it: when the VM
+	 * ran again (realtime ns; 0: nothing to report). It travels as RESUMED
+	 * so that the source can tell the downtime.
+	 */
+	uint64_t (*resumed)(void *ctx);
 	/* Progress: bytes of block data moved so far and the total of the full pass. */
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 };
@@ -94,6 +100,7 @@ struct xfer_stats {
 	uint32_t cycles;        /* dirty cycles before the suspend */
 	uint64_t final_dirty;   /* blocks in the final dirty lists */
 	uint64_t blocks_postcopy; /* source: blocks sent after AUTHORITY */
+	uint64_t dest_resumed_ns; /* source: realtime the destination's VM ran again (RESUMED), 0: unknown */
 	uint64_t start_ns, suspend_ns, authority_ns, end_ns;
 };
 

@@ -253,6 +253,7 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *p, size_t len, stru
 	case XFER_T_AUTHORITY:
 	case XFER_T_DONE:
 	case XFER_T_KEEPALIVE:
+	case XFER_T_RESUMED:
 		if (h->dev != 0)
 			return -EPROTO;
 		break;
@@ -376,6 +377,11 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *p, size_t len, stru
 		     m->u.keepalive.timeout_ms > XFER_MAX_TIMEOUT_MS))
 			return -EPROTO;
 		return 0;
+	case XFER_T_RESUMED:
+		if (len != 8)
+			return -EPROTO;
+		m->u.resumed.realtime_ns = xfer_get64(p);
+		return 0;
 	default:
 		return -EPROTO;
 	}
@@ -404,6 +410,14 @@ int xfer_enc_u32(uint8_t *out, size_t cap, uint32_t v)
 		return -ENOBUFS;
 	xfer_put32(out, v);
 	return 4;
+}
+
+int xfer_enc_u64(uint8_t *out, size_t cap, uint64_t v)
+{
+	if (cap < 8)
+		return -ENOBUFS;
+	xfer_put64(out, v);
+	return 8;
 }
 
 int xfer_enc_request(uint8_t *out, size_t cap, uint64_t index, uint32_t count)
@@ -601,6 +615,7 @@ const char *xfer_type_name(uint8_t type)
 		[XFER_T_AUTHORITY] = "AUTHORITY", [XFER_T_COMPLETED] = "COMPLETED",
 		[XFER_T_DONE] = "DONE",       [XFER_T_ABORT] = "ABORT",
 		[XFER_T_ACK] = "ACK",         [XFER_T_KEEPALIVE] = "KEEPALIVE",
+		[XFER_T_RESUMED] = "RESUMED",
 	};
 	if (type < ARRAY_SIZE(names) && names[type])
 		return names[type];

@@ -51,6 +51,7 @@ enum xfer_type {
 	XFER_T_ABORT = 10,
 	XFER_T_ACK = 11,
 	XFER_T_KEEPALIVE = 12,
+	XFER_T_RESUMED = 13,
 	XFER_T__MAX,
 };
 
@@ -147,6 +148,9 @@ struct xfer_msg {
 		struct {
 			uint32_t timeout_ms; /* the sender's receive timeout, 0: none */
 		} keepalive;
+		struct {
+			uint64_t realtime_ns; /* when the destination's VM ran again */
+		} resumed;
 	} u;
 };
 
@@ -197,6 +201,7 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *payload, size_t len
 int xfer_enc_devinfo(uint8_t *out, size_t cap, uint64_t size, uint32_t block_size,
 		     uint32_t flags, const char *name);
 int xfer_enc_u32(uint8_t *out, size_t cap, uint32_t v);
+int xfer_enc_u64(uint8_t *out, size_t cap, uint64_t v);
 int xfer_enc_request(uint8_t *out, size_t cap, uint64_t index, uint32_t count);
 int xfer_enc_completed(uint8_t *out, size_t cap, uint64_t blocks, uint64_t digest);
 int xfer_enc_abort(uint8_t *out, size_t cap, uint16_t code, const char *reason);
