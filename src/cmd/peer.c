@@ -73,6 +73,15 @@ struct peer {
 	uint64_t src_paused_ns;  /* destination: the same, as the source sent it with AUTHORITY */
 };
 
+/* Set one of the flags the threads of a destination wait for (under p->lock). */
+static void peer_signal(struct peer *p, bool *flag)
+{
+	pthread_mutex_lock(&p->lock);
+	*flag = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Exposed path of device NAME (the VM layer asks by name). */
 static const char *peer_path(void *ctx, const char *name)
 {
@@ -172,10 +181,7 @@ static void *dest_thread(void *arg)
 		for (size_t i = 0; i < p->n; i++)
 			xfer_storedev_fail(p->devs[i], -EIO);
 	}
-	pthread_mutex_lock(&p->lock);
-	p->dest_done = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	peer_signal(p, &p->dest_done);
 	return NULL;
 }
 
@@ -312,10 +318,7 @@ static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 	 * reads wait for blocks that this very thread delivers: the main thread
 	 * loads and resumes the VM while post-copy goes on here.
 	 */
-	pthread_mutex_lock(&p->lock);
-	p->got_authority = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	peer_signal(p, &p->got_authority);
 	return 0;
 }
 
@@ -334,10 +337,7 @@ static int dest_ready(void *ctx)
 	r = peer_expose(p);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&p->lock);
-	p->devices_ready = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	peer_signal(p, &p->devices_ready);
 	return 0;
 }
 
@@ -436,10 +436,7 @@ static int peer_migrate_in(struct peer *p)
 			else
 				log_info("VM resumed here");
 		}
-		pthread_mutex_lock(&p->lock);
-		p->vm_start_done = true;
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
+		peer_signal(p, &p->vm_start_done);
 		pthread_join(dt, NULL);
 		r = p->dest_r;
 		st = p->dest_st;
