@@ -794,8 +794,13 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 	for (;;) {
 		bool in_time = true;
 		r = src_serve_priority(s);
-		if (r < 0)
-			return r;
+		if (r < 0) {
+			/* A destination that acknowledged and then closed at once is done, not failed. */
+			pthread_mutex_lock(&s->lock);
+			bool acked = s->acked >= txid;
+			pthread_mutex_unlock(&s->lock);
+			return acked ? 0 : r;
+		}
 		pthread_mutex_lock(&s->lock);
 		while (s->acked < txid && !s->failed && s->pq_len == 0 && in_time)
 			in_time = src_wait_until(s, deadline);
