@@ -3,6 +3,7 @@
 # memory counter, the disk counter persisted (and picked up again after a
 # restart), the hook counters, and -daemon returning only once listening.
 . "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/vm-lib.sh"
 
 requires unshare nsenter socat ss
 requires_root
@@ -10,18 +11,8 @@ tmpdir
 svc=$top_builddir/guest/drafter-testsvc
 [ -x "$svc" ] || skip_all "drafter-testsvc is not built"
 
-unshare --net -- sleep 600 &
-nspid=$!
-cleanup_fn "kill $nspid"
-# $! exists before unshare has switched namespaces: wait for the switch
-for i in $(seq 200); do
-	[ "$(readlink "/proc/$nspid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
-	sleep 0.01
-done
-inns() { nsenter -t "$nspid" -n -- "$@"; }
-inns ip link set lo up
+netns_private
 fetch() { inns socat -T 5 - TCP:127.0.0.1:8080,connect-timeout=5 </dev/null; }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 echo 41 >"$T/value"
 echo 7 >"$T/suspends"
@@ -55,7 +46,7 @@ inns "$svc" -daemon --state-dir "$T"
 l3=$(fetch)
 is "after a restart the disk counter continues from the file" "$(field "$l3" disk)" "$v"
 pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
-[ -n "$pid" ] && kill "$pid"
+[ -n "$pid" ] && kill "$pid" && timeout 10 tail --pid="$pid" -f /dev/null
 
 # the memory dirtier (bench/migrate): parameters from the kernel command line
 printf 'console=ttyS0 drafter.dirty=64 drafter.dirty_set=4\n' >"$T/cl"

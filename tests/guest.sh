@@ -7,6 +7,7 @@
 # the VM, restore it in a new QEMU process and check continuity and that
 # the agent is reachable again. vsock cannot run here (no vhost-vsock).
 . "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/vm-lib.sh"
 
 requires qemu-system-x86_64 mkfs.ext4 cpio modprobe unshare nsenter socat debugfs readelf
 requires_root
@@ -14,15 +15,11 @@ requires_root
 tmpdir
 
 client=$top_builddir/tests/unit/test-guest-client
-# tests/tmp is removed by "make clean"; the build is cached and shared with other tests
-bp=$top_builddir/tests/tmp/blueprint
 
 # --- blueprint ---
-if ! out=$("$top_srcdir/guest/build-blueprint" --bindir "$top_builddir/guest" -o "$bp" 2>&1); then
-	echo "$out" | sed 's/^/# /'
-	skip_all "cannot build the blueprint (is linux-image-amd64 installed?)"
-fi
-diag "$out"
+# tests/tmp is removed by "make clean"; the build is cached and shared with other tests
+vm_blueprint
+diag "$bp_out"
 ok "blueprint has vmlinux, initramfs, rootfs.ext4" \
 	test -s "$bp/vmlinux" -a -s "$bp/initramfs" -a -s "$bp/rootfs.ext4"
 is "vmlinux is an uncompressed ELF" "$(head -c 4 "$bp/vmlinux" | od -An -c | tr -d ' ')" '177ELF'
@@ -38,16 +35,7 @@ for b in drafter-agent drafter-liveness drafter-testsvc; do
 done
 
 # --- a private network namespace with the original's tap addressing ---
-unshare --net -- sleep 600 &
-nspid=$!
-cleanup_fn "kill $nspid"
-# $! exists before unshare has switched namespaces: wait for the switch
-for i in $(seq 200); do
-	[ "$(readlink "/proc/$nspid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
-	sleep 0.01
-done
-inns() { nsenter -t "$nspid" -n -- "$@"; }
-inns ip link set lo up
+netns_private
 inns ip tuntap add dev tap0 mode tap
 inns ip addr add 172.100.100.1/30 dev tap0
 inns ip link set tap0 up
@@ -86,7 +74,6 @@ start_qemu() { # $1: serial log; rest: extra args
 # waits (bounded) for a QEMU we started to exit
 wait_exit() { timeout 30 tail --pid="$1" -f /dev/null; wait "$1" 2>/dev/null; }
 fetch() { inns socat -T 10 - TCP:172.100.100.2:8080,connect-timeout=10 </dev/null; }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 # TCG's guest TSC runs at the host's TSC rate: tell the kernel that rate and
 # keep the TSC as clocksource (see docs/guest-agent.md 4.2).

@@ -26,4 +26,4 @@ EXTRA_DIST += tests/migrate-stall.sh
 
 # More real-VM migrations: two hosts, mutual TLS, post-copy, a cut after authority.
 TESTS += tests/migrate-vm-more.sh
-EXTRA_DIST += tests/migrate-vm-more.sh
+EXTRA_DIST += tests/migrate-vm-more.sh tests/vm-lib.sh

@@ -16,75 +16,26 @@
 #    same guest or exits non-zero naming the lost source; no mount and no
 #    QEMU of the test remain.
 . "$top_srcdir/tests/functions.sh"
-. "$top_srcdir/tests/xfer-lib.sh"
+. "$top_srcdir/tests/vm-lib.sh"
 
-requires qemu-system-x86_64 mkfs.ext4 cpio socat ip nft sha256sum timeout openssl
-requires_root
+requires nft sha256sum timeout openssl
 [ -e /dev/fuse ] || skip_all "no /dev/fuse"
-[ -x "$top_builddir/guest/drafter-agent" ] || skip_all "guest programs are not built"
 [ -x "$XFER_TOOL" ] || skip_all "tests/xfer-tool is not built"
-
-tmpdir
-chmod 755 "$T"
-cd "$T" || exit 1
-export DRAFTER_QEMU_ACCEL=tcg
+vm_prepare
 make_certs certs || skip_all "openssl cannot make test certificates"
-
-bp=$top_builddir/tests/tmp/blueprint
-if ! out=$("$top_srcdir/guest/build-blueprint" --bindir "$top_builddir/guest" -o "$bp" 2>&1); then
-	diag "$out"
-	skip_all "cannot build the test blueprint (is linux-image-amd64 installed?)"
-fi
 
 # Two hosts, each with address ranges no other test uses.
 h1=hx$(($$ % 10000))
 h2=hy$(($$ % 10000))
 ns1=${h1}0
 ns2=${h2}0
-guest=172.100.100.2
 port=$((30000 + ($$ % 270) * 10)) # ten ports of our own from here
-pids=
-natpids=
 leftovers() { # mounts and processes of the test that are still there
 	grep -F "$T/mnt" /proc/mounts
 	ps -eo pid=,args= | grep -F "$T/mnt" | grep -v grep
 }
-# A FUSE server that died leaves its VMM waiting on the mount: abort the connection first.
-unmount_all() {
-	local m dev
-	for m in $(grep -o "$T/mnt[^ ]*" /proc/mounts); do
-		dev=$(awk -v m="$m" '$5 == m { print $3 }' /proc/self/mountinfo)
-		[ -n "$dev" ] && echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort"
-		umount -l "$m"
-	done
-}
-cleanup_fn 'for p in $pids; do kill -TERM $p; done 2>/dev/null; sleep 2; for p in $pids; do kill -KILL $p; done 2>/dev/null; unmount_all; for p in $natpids; do kill -TERM $p; wait $p; done 2>/dev/null; true'
+cleanup_fn vm_end_all
 
-query() { # query NS: one answer of the guest's service, retried while it comes up
-	local i line
-	for i in $(seq 1 100); do
-		line=$(ip netns exec "$1" socat -T 2 - TCP:$guest:8080,connect-timeout=1 </dev/null 2>/dev/null)
-		case "$line" in boot_id=*) echo "$line"; return 0 ;; esac
-		sleep 0.2
-	done
-	return 1
-}
-query_once() { ip netns exec "$1" socat -T 2 - TCP:$guest:8080,connect-timeout=1 </dev/null 2>/dev/null | grep '^boot_id='; }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-sha() { sha256sum <"$1" | cut -d' ' -f1; }
-devs() { # devs DIR [DEVICE]: the VM's devices with their files in DIR, and one more
-	echo "[${2:+$2,}{\"name\":\"state\",\"base\":\"$1/state.bin\"},{\"name\":\"memory\",\"base\":\"$1/memory.bin\"},
- {\"name\":\"kernel\",\"base\":\"$1/vmlinux\"},{\"name\":\"initramfs\",\"base\":\"$1/initramfs\"},
- {\"name\":\"disk\",\"base\":\"$1/rootfs.ext4\"},{\"name\":\"config\",\"base\":\"$1/config.json\"}]"
-}
-peer() { # peer LOG NS DEVICES RADDR LADDR [OPTION...]: sets $LAST
-	local log=$1 ns=$2 d=$3 raddr=$4 laddr=$5
-	shift 5
-	drafter peer --netns "$ns" --enable-output=false --mount-dir "$T/mnt" --devices "$d" \
-		--raddr "$raddr" --laddr "$laddr" "$@" >"$log" 2>&1 &
-	LAST=$!
-	pids="$LAST $pids"
-}
 exited() { ! kill -0 "$1" 2>/dev/null; }
 reap() { # reap PID [SECONDS]: its exit status; one still running by then is killed (137)
 	timeout "${2:-120}" tail --pid="$1" -f /dev/null || kill -KILL "$1" 2>/dev/null
@@ -97,28 +48,15 @@ bail() { # bail WHY LOG...: what follows cannot work; show the logs and stop
 	echo "Bail out! $why"
 	exit 1
 }
-no_mount_of() { ! grep -q "$T/mnt/drafter-$1" /proc/mounts; }
 no_vmm_of() { ! ps -eo args= | grep -v grep | grep -qF "$T/mnt/drafter-$1/"; }
-nat() { # nat PREFIX N: one "host", address ranges 10.23N.0.0/22, 10.23N.7.0/24, fd00:23N:23N::/64
-	drafter nat --namespace-prefix "$1" --namespace-count 1 --host-veth-cidr 10.23$2.0.0/22 \
-		--namespace-veth-cidr 10.23$2.7.0/24 --blocked-subnet-cidr 10.23$2.7.0/24 \
-		--ipv6-prefix fd00:23$2:23$2::/64 >"nat-$1.log" 2>&1 &
-	natpids="$! $natpids"
-	wait_log "nat-$1.log" "ready" 30 && [ -e "/run/netns/${1}0" ]
-}
-if ! nat $h1 1 || ! nat $h2 3; then
+# One namespace a "host", address ranges 10.231 and 10.233.
+if ! vm_nat $h1 1 231 || ! vm_nat $h2 1 233; then
 	diag "$(cat nat-*.log)"
 	skip_all "drafter nat did not set up its namespaces"
 fi
 
 mkdir -p a b c d e mnt
-drafter-snapshotter --netns $ns1 --memory-size 256 --boot-args 'console=ttyS0 panic=-1 quiet root=/dev/vda rw' \
-	--enable-output=false --chroot-base-dir "$T/vms" --devices "[
- {\"name\":\"state\",\"output\":\"$T/a/state.bin\"},{\"name\":\"memory\",\"output\":\"$T/a/memory.bin\"},
- {\"name\":\"kernel\",\"input\":\"$bp/vmlinux\",\"output\":\"$T/a/vmlinux\"},
- {\"name\":\"initramfs\",\"input\":\"$bp/initramfs\",\"output\":\"$T/a/initramfs\"},
- {\"name\":\"disk\",\"input\":\"$bp/rootfs.ext4\",\"output\":\"$T/a/rootfs.ext4\"},
- {\"name\":\"config\",\"output\":\"$T/a/config.json\"}]" 2>snap.err
+vm_snapshot $ns1 "$(snap_devs "$T/a")" --enable-output=false 2>snap.err
 is "snapshot of the blueprint on host 1 ($ns1)" "$?" 0
 
 # ---------------------------------------------------------------- mutual TLS
@@ -135,21 +73,7 @@ boot=$(field "$l0" boot_id)
 diag "A: $l0"
 
 # The client asks every 50 ms, first where the last answer came from.
-(
-	cur=$ns1 other=$ns2
-	while :; do
-		for ns in $cur $other; do
-			line=$(ip netns exec $ns socat -T 1 - TCP:$guest:8080,connect-timeout=0.3 </dev/null 2>/dev/null)
-			case "$line" in boot_id=*) ;; *) continue ;; esac
-			echo "$(date +%s.%N) $ns $line"
-			[ $ns = $cur ] || { other=$cur; cur=$ns; }
-			break
-		done
-		sleep 0.05
-	done >client.log
-) &
-client=$!
-pids="$client $pids"
+start_client client.log $ns1 $ns2
 
 refused=0
 bad_dest() { # bad_dest NAME TLS-OPTIONS...: a destination on host 2 that must be refused
@@ -200,7 +124,7 @@ like "B prints its summary" "$(cat b.log)" "VM migrated from '127.0.0.1:$pa': .*
 diag "$(grep -h 'VM migrated' a.log b.log | sed 's/^drafter: //')"
 ok "B's JSON summary is there" grep -q '^{"role":"destination"' b.log
 for f in state.bin config.json; do
-	is "$f at B equals A's at its suspend (sha256)" "$(sha b/$f)" "$(sha a/$f)"
+	is "$f at B equals A's at its suspend (sha256)" "$(hash_of b/$f)" "$(hash_of a/$f)"
 done
 lb=$(query $ns2)
 is "B serves the same guest on host 2" "$(field "$lb" boot_id)" "$boot"
@@ -209,15 +133,6 @@ sleep 1
 kill $client
 wait $client 2>/dev/null
 
-client_summary() { # client_summary LOG: back other switches gap first-ns last-ns
-	awk '{ split($3, b, "="); split($4, c, "=");
-		 if (NR > 1 && c[2] + 0 < last) back++;
-		 if (NR == 1) { boot0 = b[2]; first = $2 } else if (b[2] != boot0) other++;
-		 if (NR > 1 && $1 - lt > gap) gap = $1 - lt;
-		 if (NR > 1 && $2 != prevns) switches++;
-		 prevns = $2; last = c[2] + 0; lt = $1 }
-		END { printf "%d %d %d %.2f %s %s", back + 0, other + 0, switches + 0, gap, first, prevns }' "$1"
-}
 read -r back other switches gap first lastns <<<"$(client_summary client.log)"
 n=$(wc -l <client.log)
 diag "client: $n answers, longest gap ${gap}s, namespace switches $switches"
@@ -256,15 +171,8 @@ pids="$writer $pids"
 px=$!
 pids="$px $pids"
 wait_log proxy-rate.out listening 10
-(
-	while :; do
-		line=$(ip netns exec $ns1 socat -T 1 - TCP:$guest:8080,connect-timeout=0.3 </dev/null 2>/dev/null)
-		case "$line" in boot_id=*) echo "$(date +%s.%N) $ns1 $line $(grep -c 'done forwarded' proxy-rate.out)" ;; esac
-		sleep 0.05
-	done >client-d.log
-) &
-client=$!
-pids="$client $pids"
+dones() { grep -c 'done forwarded' proxy-rate.out; } # the source's DONE frames past the proxy
+start_client -n dones client-d.log $ns1
 peer d.log $ns1 "$(devs d "$(scratch d)")" 127.0.0.1:$pp 127.0.0.1:$pd --json
 D=$LAST
 ok "D on host 1 resumes the VM" wait_log d.log "VM resumed here" 120
@@ -290,7 +198,7 @@ diag "$(grep -h 'VM migrated\|resumed here' c.log d.log | sed 's/^drafter: //')"
 post=$(printf '%s' "$js" | sed -n 's/.*"blocks_postcopied":\([0-9]*\).*/\1/p')
 ok "D resumed with $post blocks still to come" test "${post:-0}" -gt 0
 for f in state.bin config.json scratch.img; do
-	is "$f at D equals C's at its suspend (sha256)" "$(sha d/$f)" "$(sha b/$f)"
+	is "$f at D equals C's at its suspend (sha256)" "$(hash_of d/$f)" "$(hash_of b/$f)"
 done
 read -r back other switches gap first lastns <<<"$(client_summary client-d.log)"
 during=$(awk '$NF == 0' client-d.log | wc -l)
@@ -328,7 +236,7 @@ while [ $SECONDS -lt $end ]; do
 		outcome=exited
 		break
 	fi
-	le=$(query_once $ns2) && { outcome=serving; break; }
+	le=$(ask $ns2) && { outcome=serving; break; }
 	sleep 0.5
 done
 diag "E ($outcome): $(grep -v 'is at' e.log | tr '\n' ' ')"
@@ -360,11 +268,7 @@ ok "E is gone" exited $E
 ok "no mount and no QEMU of the test are left" test -z "$(leftovers)"
 leftovers | sed 's/^/# /'
 
-for p in $natpids; do
-	kill -TERM $p
-	reap $p 30
-done
-natpids=
+vm_nat_end
 ok "both drafter nat removed their namespaces" test ! -e /run/netns/$ns1 -a ! -e /run/netns/$ns2
 
 done_testing

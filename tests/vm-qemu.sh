@@ -7,20 +7,9 @@
 # VMM, a memory file of another snapshot, a missing device, a missing
 # namespace, a guest that never reports.
 . "$top_srcdir/tests/functions.sh"
+. "$top_srcdir/tests/vm-lib.sh"
 
-requires qemu-system-x86_64 mkfs.ext4 cpio socat ip
-requires_root
-[ -x "$top_builddir/guest/drafter-agent" ] || skip_all "guest programs are not built"
-
-tmpdir
-# No KVM on the CI machine; where /dev/kvm exists it may be nested and unusable.
-export DRAFTER_QEMU_ACCEL=tcg
-
-bp=$top_builddir/tests/tmp/blueprint
-if ! out=$("$top_srcdir/guest/build-blueprint" --bindir "$top_builddir/guest" -o "$bp" 2>&1); then
-	diag "$out"
-	skip_all "cannot build the test blueprint (is linux-image-amd64 installed?)"
-fi
+vm_prepare # $T, readable by a VMM run as another user: it reads the kernel from there
 
 # Two namespaces with the guest network drafter nat would give them (tap0 = 172.100.100.1/30).
 nsa=dvm$$a
@@ -42,40 +31,11 @@ done
 pids=
 cleanup_fn 'for p in $pids; do pkill -KILL -P $p; kill -KILL $p; done 2>/dev/null; true'
 
-cd "$T"
-chmod 755 "$T" # a VMM run as another user reads the kernel from here
 printf 'OCI-DISK-MARKER' >oci.img # an extra disk: attached after the root disk
 truncate -s 4M oci.img
 pkg=$T/package
-devices_snap="[
- {\"name\":\"state\",\"output\":\"$pkg/state.bin\"},
- {\"name\":\"memory\",\"output\":\"$pkg/memory.bin\"},
- {\"name\":\"kernel\",\"input\":\"$bp/vmlinux\",\"output\":\"$pkg/vmlinux\"},
- {\"name\":\"initramfs\",\"input\":\"$bp/initramfs\",\"output\":\"$pkg/initramfs\"},
- {\"name\":\"disk\",\"input\":\"$bp/rootfs.ext4\",\"output\":\"$pkg/rootfs.ext4\"},
- {\"name\":\"oci\",\"input\":\"$T/oci.img\",\"output\":\"$pkg/oci.ext4\"},
- {\"name\":\"config\",\"output\":\"$pkg/config.json\"}]"
-devices_run="[
- {\"name\":\"state\",\"path\":\"$pkg/state.bin\"},
- {\"name\":\"memory\",\"path\":\"$pkg/memory.bin\"},
- {\"name\":\"kernel\",\"path\":\"$pkg/vmlinux\"},
- {\"name\":\"initramfs\",\"path\":\"$pkg/initramfs\"},
- {\"name\":\"disk\",\"path\":\"$pkg/rootfs.ext4\"},
- {\"name\":\"oci\",\"path\":\"$pkg/oci.ext4\"},
- {\"name\":\"config\",\"path\":\"$pkg/config.json\"}]"
-bootargs='console=ttyS0 panic=-1 quiet root=/dev/vda rw'
-
-# query NS: one line from the guest's service, retried while the guest comes up.
-query() {
-	local i line
-	for i in $(seq 1 50); do
-		line=$(ip netns exec "$1" socat -T 2 - TCP:172.100.100.2:8080,connect-timeout=1 </dev/null 2>/dev/null)
-		case "$line" in boot_id=*) echo "$line"; return 0 ;; esac
-		sleep 0.2
-	done
-	return 1
-}
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+devices_snap=$(snap_devs "$pkg" "{\"name\":\"oci\",\"input\":\"$T/oci.img\",\"output\":\"$pkg/oci.ext4\"}")
+devices_run=$(run_devs "$pkg" "{\"name\":\"oci\",\"path\":\"$pkg/oci.ext4\"}")
 
 # start_run NS LOG [OPTIONS]: drafter-runner in the background; sets $runpid.
 start_run() {
@@ -86,10 +46,16 @@ start_run() {
 	pids="$pids $runpid"
 }
 vmm_of() { pgrep -P "$1" -f qemu-system | head -1; }
+# refused NAME NS [OPTIONS]: a drafter-runner of the package that must fail; $out its output.
+refused() {
+	local name=$1 ns=$2
+	shift 2
+	out=$(drafter-runner --netns "$ns" --devices "$devices_run" "$@" 2>&1)
+	ok "$name" test $? -ne 0
+}
 
 # --- snapshot -----------------------------------------------------------------------------------------
-drafter-snapshotter --netns $nsa --memory-size 256 --boot-args "$bootargs" \
-	--chroot-base-dir "$T/vms" --devices "$devices_snap" >snap.out 2>snap.err
+vm_snapshot $nsa "$devices_snap" >snap.out 2>snap.err
 is "snapshot exits 0" "$?" 0
 like "snapshot passes the guest console through (enable-output)" "$(cat snap.out)" 'drafter-init: ready'
 is "snapshot: the VMM's console goes to stdout, drafter's messages to stderr" "$(grep -c '^drafter' snap.err)" \
@@ -111,9 +77,7 @@ start_run $nsa run1.err --enable-output=true
 l1=$(query $nsa)
 ok "run 1: the guest answers on port 8080 through namespace $nsa" test -n "$l1"
 diag "run 1: $l1"
-out=$(drafter-runner --netns $nsb --devices "$devices_run" 2>&1)
-rc=$?
-ok "a second run of the same package is refused" test $rc -ne 0
+refused "a second run of the same package is refused" $nsb
 like "a second run: clear error" "$out" "^drafter-runner: cannot run: package '.*config.json' is in use by another drafter$"
 # Let the service's disk value move on, then stop.
 sleep 2.2
@@ -178,22 +142,16 @@ is "run 3: nothing stays mounted" "$(grep -c " $T/mnt" /proc/mounts)" 0
 # --- refused restores ---------------------------------------------------------------------------------
 cp "$pkg/memory.bin" "$T/memory.good"
 cp "$T/memory.first" "$pkg/memory.bin"
-out=$(drafter-runner --netns $nsa --devices "$devices_run" 2>&1)
-rc=$?
-ok "memory of another snapshot: refused" test $rc -ne 0
+refused "memory of another snapshot: refused" $nsa
 like "memory of another snapshot: clear error" "$out" "^drafter-runner: cannot run: memory '.*memory.bin' does not belong to snapshot [0-9a-f]{32}"
 cp "$T/memory.good" "$pkg/memory.bin"
 
 mv "$pkg/state.bin" "$T/state.bin"
-out=$(drafter-runner --netns $nsa --devices "$devices_run" 2>&1)
-rc=$?
-ok "missing state: refused" test $rc -ne 0
+refused "missing state: refused" $nsa
 is "missing state: one clear line" "$out" "drafter-runner: cannot open state '$pkg/state.bin': No such file or directory"
 mv "$T/state.bin" "$pkg/state.bin"
 
-out=$(drafter-runner --netns dvm-none-$$ --devices "$devices_run" 2>&1)
-rc=$?
-ok "missing namespace: refused" test $rc -ne 0
+refused "missing namespace: refused" dvm-none-$$
 like "missing namespace: clear error" "$out" "network namespace 'dvm-none-$$' does not exist"
 
 # The package still resumes after all this.
@@ -228,16 +186,13 @@ is "killed drafter: the next run removed the stale working copies" "$(ls -a "$pk
 
 # --- a guest agent that does not answer AfterResume in time: one line, package unchanged ---------
 cp "$pkg/config.json" "$T/config.before"
-out=$(drafter-runner --netns $nsa --devices "$devices_run" --enable-output=false --resume-timeout 1ms 2>&1)
-rc=$?
-ok "AfterResume not answered: refused" test $rc -ne 0
+refused "AfterResume not answered: refused" $nsa --enable-output=false --resume-timeout 1ms
 like "AfterResume not answered: clear error" "$out" 'cannot resume the VM: the guest agent did not answer AfterResume within the resume timeout'
 ok "AfterResume not answered: package unchanged" cmp -s "$pkg/config.json" "$T/config.before"
 is "AfterResume not answered: no working copies, no VMM" "$(ls -a "$pkg" | grep -c drafter-)$(pgrep -f "mem-path=$pkg" | wc -l)" 00
 
 # --- a guest that never reports within the timeout: no package written -------------------------
-out=$(drafter-snapshotter --netns $nsa --memory-size 256 --boot-args "$bootargs" --enable-output=false \
-	--resume-timeout 300ms --chroot-base-dir "$T/vms" --devices "${devices_snap//$pkg/$T/pkg2}" 2>&1)
+out=$(vm_snapshot $nsa "${devices_snap//$pkg/$T/pkg2}" --enable-output=false --resume-timeout 300ms 2>&1)
 rc=$?
 ok "guest never reports: snapshot fails" test $rc -ne 0
 like "guest never reports: clear error" "$out" 'did not report that it booted within the resume timeout'
