@@ -193,6 +193,21 @@ ok "not a byte lost or changed" cmp -s "$T/e" "$T/recv"
 release_hold
 is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
 
+# --- an address left unresolved before the window is resolved afresh after it ---
+ok "hold prepared" start_hold -p
+kill -STOP "${WIRE_PID[0]}"
+ip -n "${P}0" neigh flush dev tap0
+ip netns exec "${P}0" timeout 2 socat -u /dev/null TCP:$GUEST4:9104,connect-timeout=1 >/dev/null 2>&1
+neigh=$(ip -n "${P}0" neigh show $GUEST4 dev tap0)
+ok "with no guest answering, its address stays unresolved (neighbour: '$neigh')" unresolved
+ok "engage" hold_cmd engage 'engaged in|cannot'
+ok "disengage" hold_cmd disengage 'disengaged'
+neigh=$(ip -n "${P}0" neigh show $GUEST4 dev tap0)
+fails "disengaging forgets the unresolved entry, so the next packet resolves at once (neighbour: '$neigh')" unresolved
+kill -CONT "${WIRE_PID[0]}"
+release_hold
+is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
+
 # --- prepared, never engaged ---
 ok "hold prepared" start_hold -p
 like "prepared: the hold tables are there" "$(ruleset)" 'drafter_hold'

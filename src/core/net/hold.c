@@ -41,6 +41,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 
 #include "core/net/hold.h"
+#include "core/net/link.h"
 #include "core/net/netns.h"
 #include "core/net/nft.h"
 #include "core/util.h"
@@ -321,12 +322,30 @@ static int hold_engage(struct net_hold *h)
 	return 0;
 }
 
+/*
+ * While no VM answered, the namespace may have tried to resolve the
+ * guest's address (a packet sent before the hold was engaged): such an
+ * entry is retried only at its next probe, up to a second later, while a
+ * fresh one is resolved at once. Forget them, so the released packets reach
+ * the guest now. Runs in the namespace (the worker's thread); best effort.
+ */
+static void forget_neighbours(struct net_hold *h)
+{
+	struct nl_sock *sk = NULL;
+
+	if (net_nl_open(&sk) < 0)
+		return;
+	(void)net_neigh_flush(sk, h->ifname);
+	net_nl_close(sk);
+}
+
 static int hold_disengage(struct net_hold *h, bool expired)
 {
 	int r, r2;
 
 	if (!h->engaged)
 		return 0;
+	forget_neighbours(h);
 	/*
 	 * The held packets go first; then the queue passes everything, and
 	 * what was queued in between (microseconds) goes last.

@@ -18,6 +18,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
 
 #include "core/net/link.h"
@@ -73,6 +74,42 @@ int net_link_index(struct nl_sock *sk, const char *name)
 	if (r < 0)
 		return r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV ? -ENODEV : nlerr_to_errno(r);
 	return rtnl_link_get_ifindex(l);
+}
+
+struct neigh_flush {
+	struct nl_sock *sk;
+	int ifindex;
+	int r;
+};
+
+static void neigh_flush_one(struct nl_object *obj, void *arg)
+{
+	struct rtnl_neigh *n = (struct rtnl_neigh *)obj;
+	struct neigh_flush *f = arg;
+	int r;
+
+	if (rtnl_neigh_get_ifindex(n) != f->ifindex || (rtnl_neigh_get_state(n) & NUD_PERMANENT))
+		return;
+	r = rtnl_neigh_delete(f->sk, n, 0);
+	if (r < 0 && r != -NLE_OBJ_NOTFOUND && f->r == 0)
+		f->r = nlerr_to_errno(r);
+}
+
+int net_neigh_flush(struct nl_sock *sk, const char *ifname)
+{
+	struct nl_cache *cache = NULL;
+	struct neigh_flush f = { .sk = sk };
+	int r;
+
+	f.ifindex = net_link_index(sk, ifname);
+	if (f.ifindex < 0)
+		return f.ifindex;
+	r = rtnl_neigh_alloc_cache(sk, &cache);
+	if (r < 0)
+		return nlerr_to_errno(r);
+	nl_cache_foreach(cache, neigh_flush_one, &f);
+	nl_cache_free(cache);
+	return f.r;
 }
 
 static int link_change(struct nl_sock *sk, const char *name, struct rtnl_link *change)

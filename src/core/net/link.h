@@ -25,6 +25,12 @@ int net_link_up(struct nl_sock *sk, const char *name);
 int net_link_set_mac(struct nl_sock *sk, const char *name, const uint8_t mac[6]);
 /* 0 when the link did not exist. */
 int net_link_delete(struct nl_sock *sk, const char *name);
+/*
+ * Forget what the neighbour tables learned on interface IFNAME (entries
+ * that are not permanent): the next packet resolves its address afresh,
+ * at once, instead of waiting for a pending or failed entry's next probe.
+ */
+int net_neigh_flush(struct nl_sock *sk, const char *ifname);
 /* A veth pair NAME <-> PEER, the peer created directly in namespace PEER_NSFD. */
 int net_veth_create(struct nl_sock *sk, const char *name, const char *peer, int peer_nsfd);
 
