@@ -97,6 +97,9 @@ pc=$(printf '%s' "$js" | sed -n 's/.*"blocks_postcopied":\([0-9]*\).*/\1/p')
 ok "C resumed the VM with $pc blocks still to come (post-copy: at least state and config)" test "${pc:-0}" -gt 0
 like "post-copy only: C got no block before the handover" "$js" '"blocks_precopied":0,'
 like "... and B reports the downtime C measured (RESUMED)" "$(grep 'VM migrated to' b.log)" 'wire, 0 blocks pre-copied, .* 0 cycles, .* downtime [0-9]+ms$'
+for f in state.bin config.json; do
+	is "$f at C (the final destination) equals B's at its suspend (sha256)" "$(hash_of c/$f)" "$(hash_of b/$f)"
+done
 lc=$(query ${prefix}0)
 is "C serves the same guest" "$(field "$lc" boot_id)" "$boot"
 sleep 1
@@ -107,6 +110,10 @@ n=$(wc -l <client.log)
 read -r back other switches gap first lastns <<<"$(client_summary client.log)"
 diag "client: $n answers, longest gap between answers ${gap}s, namespace switches $switches"
 ok "the client got answers throughout ($n)" test "$n" -gt 20
+# the longest downtime either destination measured (pause to its VM running), plus 1 s
+down=$(sed -n 's/.*VM migrated from .*downtime \([0-9]*\)ms$/\1/p' b.log c.log | sort -n | tail -n 1)
+ok "no gap between answers (${gap}s) longer than the measured downtime (${down:-?}ms) plus 1 s" \
+	awk -v g="$gap" -v d="${down:-x}" 'BEGIN { exit !(d ~ /^[0-9]+$/ && g <= d / 1000 + 1) }'
 is "the counter never went back" "$back" 0
 is "every answer came from the same guest" "$other" 0
 ok "answers came from ns0, then ns1, then ns0 again" test "$first $lastns" = "${prefix}0 ${prefix}0" -a "$switches" -ge 2
