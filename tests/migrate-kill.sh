@@ -7,13 +7,7 @@
 # and the source never writes again. Never are both sides writable.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/xfer-lib.sh"
-requires_root
-requires timeout unshare
-[ -e /dev/fuse ] || skip_all "no /dev/fuse"
-xfer_private_net "$@"
-tmpdir
-cd "$T" || exit 1
-cleanup_fn "grep -o '$T[^ ]*' /proc/mounts | xargs -r -n1 umount -l"
+xfer_fuse_test "$@" --
 SEED=${XFER_KILL_SEED:-20261123}
 RUNS=${XFER_KILL_RUNS:-22}
 RANDOM=$SEED

@@ -14,13 +14,7 @@
 # Waits are bounded only as hang guards; nothing here measures time.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/xfer-lib.sh"
-requires_root
-requires timeout unshare
-[ -e /dev/fuse ] || skip_all "no /dev/fuse"
-xfer_private_net "$@"
-tmpdir
-cd "$T" || exit 1
-cleanup_fn "grep -o '$T[^ ]*' /proc/mounts | xargs -r -n1 umount -l"
+xfer_fuse_test "$@" --
 
 TIMEOUT=2s
 # Pre-copy lasts seconds: 15 dirty cycles 200 ms apart.

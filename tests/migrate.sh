@@ -7,13 +7,7 @@
 # terminate (three processes).
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/xfer-lib.sh"
-requires_root
-requires openssl timeout unshare
-[ -e /dev/fuse ] || skip_all "no /dev/fuse"
-xfer_private_net "$@"
-tmpdir
-cd "$T" || exit 1
-cleanup_fn "grep -o '$T[^ ]*' /proc/mounts | xargs -r -n1 umount -l"
+xfer_fuse_test "$@" -- openssl
 
 KNOBS='"blockSize":65536,"minCycles":2,"maxCycles":6,"maxDirtyBlocks":50,"cycleThrottle":100000000'
 devs() { # devs DIR: disk and memory devices with their files in DIR

@@ -13,6 +13,25 @@ xfer_private_net() {
 	ip link set lo up
 }
 
+# xfer_fuse_test "$@" [COMMAND...]: the start of a test of FUSE-exposed
+# devices: root, the commands it needs, /dev/fuse, a private network
+# namespace, $T as the working directory, its mounts removed at the end.
+# "$@" are the script's arguments (for the re-run inside the namespace),
+# followed by "--" and the commands to require.
+xfer_fuse_test() {
+	local args=() need=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	need=("$@")
+	requires_root
+	requires timeout unshare "${need[@]}"
+	[ -e /dev/fuse ] || skip_all "no /dev/fuse"
+	xfer_private_net "${args[@]}"
+	tmpdir
+	cd "$T" || exit 1
+	cleanup_fn "grep -o '$T[^ ]*' /proc/mounts | xargs -r -n1 umount -l"
+}
+
 # wait_log FILE REGEX [SECONDS]: wait until FILE has a line matching REGEX.
 wait_log() {
 	local file=$1 re=$2 t=${3:-20}
