@@ -454,6 +454,9 @@ static int src_full_pass(struct src *s)
 					return r;
 				}
 				any = true;
+				/* after the suspend a block sent once is final */
+				if (s->frozen && bit_test(sd->sent, b))
+					continue;
 				r = src_send_block(s, sd, b, false);
 				if (r < 0)
 					return r;
@@ -692,6 +695,7 @@ static int src_post_copy(struct src *s)
 			r = src_send_block(s, sd, b, false);
 			if (r < 0)
 				return r;
+			bit_set(sd->sent, b);
 			bit_clear(sd->pending, b);
 		}
 	}
@@ -748,6 +752,12 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 		r = src_freeze(s);
 		if (r == 0)
 			r = src_authority(s, authority_sent);
+		/*
+		 * What the VM wrote lately (the final dirty lists) is what it
+		 * will most likely touch first: it goes before the full pass.
+		 */
+		if (r == 0)
+			r = src_post_copy(s);
 		if (r < 0)
 			return r;
 	}
