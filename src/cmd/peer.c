@@ -53,6 +53,7 @@ struct peer {
 	bool vm_mode;
 	struct vmmig *vm;
 	int vm_start_r;
+	uint64_t vm_resumed_ns;  /* destination: when the VM ran again (0: it did not), under lock */
 	/* destination: the session runs in its own thread; this one starts the VM */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -161,6 +162,12 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);
 	}
 	peer_release(p);
+	/* Running: the source may learn it now (RESUMED), AfterResume can take a while. */
+	pthread_mutex_lock(&p->lock);
+	p->vm_resumed_ns = r == 0 ? vmmig_resumed_ns(p->vm) : 0;
+	p->vm_start_done = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
 	if (r == 0)
 		r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
 	p->vm_start_r = r;
@@ -360,8 +367,7 @@ static uint64_t dest_resumed(void *ctx)
 	while (!p->vm_start_done)
 		if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT)
 			break;
-	if (p->vm_start_done && p->vm_start_r == 0)
-		t = vmmig_resumed_ns(p->vm);
+	t = p->vm_resumed_ns;
 	pthread_mutex_unlock(&p->lock);
 	return t;
 }
