@@ -53,7 +53,7 @@ struct peer {
 	bool vm_mode;
 	struct vmmig *vm;
 	int vm_start_r;
-	uint64_t vm_resumed_ns;  /* destination: when the VM ran again (0: it did not), under lock */
+	uint64_t vm_resumed_ns;  /* destination: when the VM ran again (0: it did not); set before vm_start_done */
 	/* destination: the session runs in its own thread; this one starts the VM */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -68,7 +68,6 @@ struct peer {
 	uint64_t paused_ns;      /* source: realtime when the VM was paused for the handover */
 	struct net_hold *hold;   /* the guest's inbound packets, held while no VM runs here */
 	uint64_t handover_ns;    /* source: realtime when authority was sent */
-	bool src_downtime_known; /* source: the destination reported when its VM resumed */
 	uint64_t authority_ns;   /* destination: realtime when authority arrived */
 	uint64_t dest_blocks_at_auth; /* destination: blocks received before AUTHORITY */
 	uint64_t src_paused_ns;  /* destination: the same, as the source sent it with AUTHORITY */
@@ -155,7 +154,7 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 	int r = vmmig_start(p->cfg, peer_path, p, -1, wait, &p->vm, p->vm_err, sizeof p->vm_err);
 
 	if (r < 0 && wait && peer_wait_authority(p) == 0) {
-		/* e.g. the TAP still taken by a VM the source stops at the handover */
+		/* e.g. the TAP still taken by a VM the source stops at the handover, or another machine */
 		log_debug("cannot start the VMM ahead of the handover (%s): starting it now", p->vm_err);
 		vmmig_free(p->vm);
 		p->vm = NULL;
@@ -163,11 +162,8 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 	}
 	peer_release(p);
 	/* Running: the source may learn it now (RESUMED), AfterResume can take a while. */
-	pthread_mutex_lock(&p->lock);
 	p->vm_resumed_ns = r == 0 ? vmmig_resumed_ns(p->vm) : 0;
-	p->vm_start_done = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	peer_signal(p, &p->vm_start_done);
 	if (r == 0)
 		r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
 	p->vm_start_r = r;
@@ -217,10 +213,11 @@ static int peer_expose(struct peer *p)
  * the wire, blocks sent before the authority transfer and after it (the
  * final dirty blocks, post-copied), dirty cycles, total time and downtime
  * (source paused to VM resumed on the destination; the source only knows its
- * own part, pause to handover). DOWNTIME_MS < 0: unknown.
+ * own part, pause to handover, unless the destination reported its resume).
+ * DOWNTIME_MS < 0: unknown; PARTIAL: it ends at the handover.
  */
 static void peer_summary(struct peer *p, bool source, const char *addr, const struct xfer_stats *st,
-			 double downtime_ms)
+			 double downtime_ms, bool partial)
 {
 	uint64_t blocks = st->blocks_raw + st->blocks_zero + st->blocks_zstd;
 	/* The source counts what it sent after the handover; the destination what came after it. */
@@ -258,7 +255,7 @@ static void peer_summary(struct peer *p, bool source, const char *addr, const st
 	format_bytes(st->bytes_wire, bytes, sizeof bytes);
 	if (downtime_ms >= 0)
 		snprintf(down, sizeof down, "%s %.0fms",
-			 source && !p->src_downtime_known ? "paused until handover" : "downtime", downtime_ms);
+			 partial ? "paused until handover" : "downtime", downtime_ms);
 	else
 		snprintf(down, sizeof down, "downtime unknown");
 	log_info("%s %s '%s': %s on the wire, %" PRIu64 " blocks pre-copied, %" PRIu64
@@ -442,7 +439,7 @@ static int peer_migrate_in(struct peer *p)
 			else
 				log_info("VM resumed here");
 		}
-		peer_signal(p, &p->vm_start_done);
+		peer_signal(p, &p->vm_start_done); /* also when no VM was started */
 		pthread_join(dt, NULL);
 		r = p->dest_r;
 		st = p->dest_st;
@@ -483,7 +480,8 @@ static int peer_migrate_in(struct peer *p)
 		uint64_t t = vmmig_resumed_ns(p->vm);
 		peer_summary(p, false, cfg->transport.raddr, &st,
 			     p->vm && p->src_paused_ns && t > p->src_paused_ns ? (double)(t - p->src_paused_ns) / 1e6
-									    : -1.0);
+									    : -1.0,
+			     false);
 	}
 out:
 	xfer_conn_free(p->in_conn);
@@ -620,11 +618,12 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 		 (double)(st.end_ns - st.start_ns) / 1e9, st.cycles, st.final_dirty,
 		 (double)(st.authority_ns - st.suspend_ns) / 1e6);
 	/* The destination tells when its VM ran again (RESUMED); else only our part is known. */
-	p->src_downtime_known = p->vm && st.dest_resumed_ns > p->paused_ns;
+	bool resumed = p->vm && st.dest_resumed_ns > p->paused_ns;
 	peer_summary(p, true, c->peer, &st,
-		     p->src_downtime_known ? (double)(st.dest_resumed_ns - p->paused_ns) / 1e6
-		     : p->vm		   ? (double)(p->handover_ns - p->paused_ns) / 1e6
-					   : (double)(st.authority_ns - st.suspend_ns) / 1e6);
+		     resumed  ? (double)(st.dest_resumed_ns - p->paused_ns) / 1e6
+		     : p->vm ? (double)(p->handover_ns - p->paused_ns) / 1e6
+			     : (double)(st.authority_ns - st.suspend_ns) / 1e6,
+		     !resumed);
 	return 1;
 }
 

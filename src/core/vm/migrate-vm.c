@@ -151,7 +151,7 @@ static int check_snapshot(struct vmmig *m, const struct vm_meta *meta, char *err
  * -incoming) and about to load the device state. Wait for the devices to
  * become ours, then take the snapshot record the source sealed at its
  * suspend. -EAGAIN: that record describes another machine than the one
- * started (the VMM must be started again).
+ * started (the caller starts the VMM again).
  */
 static int authority_then_load(void *ctx)
 {
@@ -168,7 +168,7 @@ static int authority_then_load(void *ctx)
 	log_debug("devices ours at %.3f", (double)vmmig_realtime_ns() / 1e9);
 	r = read_meta(m, &meta, m->hook_err, sizeof m->hook_err);
 	if (r == 0 && !vm_machine_equal(&meta.machine, &m->meta.machine)) {
-		log_debug("the machine changed during the migration: starting its VMM again");
+		snprintf(m->hook_err, sizeof m->hook_err, "the machine changed during the migration");
 		r = -EAGAIN;
 	}
 	if (r == 0)
@@ -184,16 +184,26 @@ static int authority_then_load(void *ctx)
 	return 0;
 }
 
-static int start_once(struct vmmig *m, vmmig_path_fn path, void *ctx, bool early, char *err, size_t errlen)
+int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, const struct vmmig_wait *wait,
+		struct vmmig **out, char *err, size_t errlen)
 {
-	const struct config *cfg = m->cfg;
+	struct vmmig *m = xcalloc(1, sizeof(*m));
 	struct vm_spec spec = { 0 };
 	const char *kernel = path(ctx, "kernel");
 	const char *initramfs = path(ctx, "initramfs");
 	int r;
 
+	m->cfg = cfg;
+	m->sigfd = sigfd;
+	m->vm.pidfd = -EBADF;
+	m->vm.log_fd = -EBADF;
+	m->state = xstrdup(path(ctx, "state"));
+	m->memory = xstrdup(path(ctx, "memory"));
+	m->config = xstrdup(path(ctx, "config"));
+	*out = m;
+
 	r = read_meta(m, &m->meta, err, errlen);
-	if (r == 0 && !early)
+	if (r == 0 && !wait)
 		r = check_snapshot(m, &m->meta, err, errlen);
 	if (r < 0)
 		return r;
@@ -212,7 +222,8 @@ static int start_once(struct vmmig *m, vmmig_path_fn path, void *ctx, bool early
 	spec.memory = xstrdup(m->memory);
 	spec.enable_input = false;
 	spec.enable_output = cfg->vm.enable_output;
-	if (early) {
+	if (wait) {
+		m->wait = *wait;
 		spec.before_load = authority_then_load;
 		spec.before_load_ctx = m;
 	}
@@ -228,7 +239,6 @@ static int start_once(struct vmmig *m, vmmig_path_fn path, void *ctx, bool early
 	}
 	vm_init(&m->vm, m->meta.machine.kind, &spec);
 	m->started = true;
-	m->hook_err[0] = 0;
 	r = m->vm.ops->restore(&m->vm);
 	if (r == 0)
 		r = m->vm.ops->resume(&m->vm);
@@ -238,43 +248,6 @@ static int start_once(struct vmmig *m, vmmig_path_fn path, void *ctx, bool early
 		snprintf(err, errlen, "%s", m->hook_err);
 	else if (r < 0)
 		vm_err(m, r, err, errlen);
-	return r;
-}
-
-/* Back to the state before start_once: no VMM, no record. */
-static void unstart(struct vmmig *m)
-{
-	if (m->started)
-		vm_free(&m->vm);
-	memset(&m->vm, 0, sizeof m->vm);
-	m->vm.pidfd = -EBADF;
-	m->vm.log_fd = -EBADF;
-	m->started = false;
-	vm_meta_free(&m->meta);
-	memset(&m->meta, 0, sizeof m->meta);
-}
-
-int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, const struct vmmig_wait *wait,
-		struct vmmig **out, char *err, size_t errlen)
-{
-	struct vmmig *m = xcalloc(1, sizeof(*m));
-	int r;
-
-	m->cfg = cfg;
-	m->sigfd = sigfd;
-	m->vm.pidfd = -EBADF;
-	m->vm.log_fd = -EBADF;
-	m->state = xstrdup(path(ctx, "state"));
-	m->memory = xstrdup(path(ctx, "memory"));
-	m->config = xstrdup(path(ctx, "config"));
-	*out = m;
-	if (wait)
-		m->wait = *wait;
-	r = start_once(m, path, ctx, wait != NULL, err, errlen);
-	if (r == -EAGAIN && wait) {
-		unstart(m);
-		r = start_once(m, path, ctx, false, err, errlen);
-	}
 	return r;
 }
 

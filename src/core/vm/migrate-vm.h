@@ -37,9 +37,10 @@ struct vmmig_wait {
  * vmmig_after_resume next. *OUT is set in every case (vmmig_free it).
  * CFG must outlive the VM. SIGFD (-1: none) interrupts the waits. With
  * WAIT, the VMM starts from the snapshot record as it is now and loads the
- * state only after WAIT->fn returned, from the record then (a record that
- * describes another machine starts the VMM again). On failure ERR says why
- * in the user's words.
+ * state only after WAIT->fn returned, from the record then; a record that
+ * describes another machine fails with -EAGAIN. Whatever made such an
+ * early start fail, the caller may start again without WAIT once the
+ * devices are its own. On failure ERR says why in the user's words.
  */
 int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, const struct vmmig_wait *wait,
 		struct vmmig **out, char *err, size_t errlen);
