@@ -72,7 +72,7 @@ struct src {
 	const struct xfer_hooks *h;
 	uint64_t total_bytes, done_bytes, last_progress;
 	bool frozen;     /* suspended: what is sent from now on is final */
-	bool authorized; /* AUTHORITY sent */
+	bool *authority_sent; /* the caller's: AUTHORITY sent */
 };
 
 static void src_fail(struct src *s, int r, const char *fmt, ...) _printf_(3, 4);
@@ -281,7 +281,7 @@ static int src_send_block(struct src *s, struct src_dev *sd, uint64_t block, boo
 	}
 	if (prio)
 		s->st->blocks_priority++;
-	if (s->authorized)
+	if (*s->authority_sent)
 		s->st->blocks_postcopy++;
 	r = xfer_send(s->c, XFER_T_BLOCK, prio ? XFER_F_PRIORITY : 0, sd->id, 0, s->frame, (size_t)n);
 	if (r < 0) {
@@ -629,7 +629,7 @@ static int src_freeze(struct src *s)
 }
 
 /* 5. authority: from here on the destination owns the devices. */
-static int src_authority(struct src *s, bool *authority_sent)
+static int src_authority(struct src *s)
 {
 	uint8_t adata[XFER_MAX_AUTH_DATA];
 	int alen = 0, r;
@@ -645,8 +645,7 @@ static int src_authority(struct src *s, bool *authority_sent)
 	if (r < 0)
 		return src_fail(s, r, "%s", s->c->err), r;
 	/* Once sent, the event may have arrived: never run again here. */
-	*authority_sent = true;
-	s->authorized = true;
+	*s->authority_sent = true;
 	s->st->authority_ns = now_ns();
 	if (s->h && s->h->handover)
 		(void)s->h->handover(s->h->ctx);
@@ -702,7 +701,7 @@ static int src_post_copy(struct src *s)
 	return src_serve_priority(s);
 }
 
-static int src_run(struct src *s, const struct xfer_source_opts *o, bool *authority_sent)
+static int src_run(struct src *s, const struct xfer_source_opts *o)
 {
 	uint8_t small[4 + XFER_MAX_NAME + 64];
 	int r, len;
@@ -738,8 +737,7 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 		r = xfer_send(s->c, XFER_T_AUTHORITY, XFER_F_ACK, 0, txid, NULL, 0);
 		if (r < 0)
 			return src_fail(s, r, "%s", s->c->err), r;
-		*authority_sent = true;
-		s->authorized = true;
+		*s->authority_sent = true;
 		s->st->authority_ns = now_ns();
 	} else if (o && o->postcopy) {
 		/*
@@ -751,7 +749,7 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 			return src_fail(s, r, "cannot flush the devices: %s", strerror(-r)), r;
 		r = src_freeze(s);
 		if (r == 0)
-			r = src_authority(s, authority_sent);
+			r = src_authority(s);
 		/*
 		 * What the VM wrote lately (the final dirty lists) is what it
 		 * will most likely touch first: it goes before the full pass.
@@ -767,7 +765,7 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 	if (r < 0)
 		return r;
 
-	if (!*authority_sent) {
+	if (!*s->authority_sent) {
 		/* 3. dirty cycles, 4. suspend, 5. authority */
 		r = src_dirty_cycles(s);
 		if (r < 0)
@@ -775,7 +773,7 @@ static int src_run(struct src *s, const struct xfer_source_opts *o, bool *author
 		r = src_freeze(s);
 		if (r < 0)
 			return r;
-		r = src_authority(s, authority_sent);
+		r = src_authority(s);
 		if (r < 0)
 			return r;
 	}
@@ -827,7 +825,7 @@ int xfer_source_run(struct xfer_conn *c, struct xfer_dev **devs, size_t n,
 		    const struct xfer_source_opts *o, const struct xfer_hooks *h,
 		    struct xfer_stats *st, bool *authority_sent, char *err, size_t errlen)
 {
-	struct src s = { .c = c, .h = h };
+	struct src s = { .c = c, .h = h, .authority_sent = authority_sent };
 	struct xfer_stats dummy = { 0 };
 	pthread_t reader;
 	int r;
@@ -860,7 +858,7 @@ int xfer_source_run(struct xfer_conn *c, struct xfer_dev **devs, size_t n,
 		snprintf(err, errlen, "cannot start a thread");
 		return -r;
 	}
-	r = src_run(&s, o, authority_sent);
+	r = src_run(&s, o);
 	if (r < 0) {
 		int f = src_failed(&s);
 		if (f == 0)
