@@ -79,6 +79,7 @@ for ((i = 1; i <= RUNS; i++)); do
 		DDISK=$(exposed "dst-$i.log" disk)
 		if grep -q "migrated 2 devices" "dst-$i.log"; then
 			ok "cut $i at $cut/$TOTAL after completion: source exits 0" test "$src_rc" = 0
+			[ "$src_rc" = 0 ] || diag "$(tail -n 3 "$SRC_LOG")"
 			is "cut $i: destination has the source's content" "$(hash_of "$DDISK")" "$(hash_of src/disk.img)"
 		else
 			ok "cut $i at $cut/$TOTAL during post-copy: source exits with an error ($src_rc)" test "$src_rc" != 0

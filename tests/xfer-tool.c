@@ -205,6 +205,7 @@ struct proxy {
 	double tokens;     /* bytes the rate allows now */
 	uint64_t refill_ns;
 	bool after_auth;
+	bool hung_up; /* a side closed (or failed) by itself: no cut */
 	struct framer fr;
 };
 
@@ -313,8 +314,10 @@ static void proxy_run(struct proxy *px)
 		if (px->cut && px->cut - px->moved < want)
 			want = (size_t)(px->cut - px->moved);
 		ssize_t n = read(px->fd[from], buf, want);
-		if (n <= 0)
+		if (n <= 0) {
+			px->hung_up = true;
 			return;
+		}
 		if (from == 1) {
 			if (px->mode == PROXY_AUTH_RATE && px->after_auth)
 				px->tokens -= (double)n;
@@ -357,10 +360,16 @@ static int cmd_proxy(int argc, char **argv)
 		return 1;
 	}
 	proxy_run(&px);
-	/* A hard cut: reset rather than an orderly close. */
+	/*
+	 * A hard cut: reset rather than an orderly close. A side that hung up
+	 * by itself is passed on as it came (a reset would make the other side
+	 * drop what it has not read yet, such as a last acknowledgement).
+	 */
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	setsockopt(px.fd[0], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	setsockopt(px.fd[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	if (!px.hung_up) {
+		setsockopt(px.fd[0], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		setsockopt(px.fd[1], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	close(px.fd[0]);
 	close(px.fd[1]);
 	close(lfd);
