@@ -129,7 +129,11 @@ static void peer_release(struct peer *p)
 		  st.expired ? " (the window expired)" : "");
 }
 
-/* Destination: block until the devices are ours (0) or the migration failed. */
+/*
+ * Destination: block until the devices are ours (0) or the migration failed.
+ * Called by the thread that is about to load the VM: from here on the page
+ * cache is the VM's, blocks arriving no longer go into it.
+ */
 static int peer_wait_authority(void *ctx)
 {
 	struct peer *p = ctx;
@@ -140,7 +144,25 @@ static int peer_wait_authority(void *ctx)
 		pthread_cond_wait(&p->cond, &p->lock);
 	ok = p->got_authority;
 	pthread_mutex_unlock(&p->lock);
+	if (ok)
+		store_expose_prefill_stop(p->expose);
 	return ok ? 0 : -ECANCELED;
+}
+
+/* Destination: ask now for the missing blocks of LEN bytes at OFF of device NAME. */
+static void peer_prefetch(void *ctx, const char *name, uint64_t off, uint64_t len)
+{
+	struct peer *p = ctx;
+
+	for (size_t i = 0; i < p->n; i++) {
+		struct store_device *d = xfer_storedev_store(p->devs[i]);
+		struct store_wait *w = store_device_wait(d);
+		uint32_t bs = store_device_block_size(d);
+		if (!w || !str_eq(store_device_name(d), name) || !len || off >= store_device_size(d))
+			continue;
+		uint64_t end = len > store_device_size(d) - off ? store_device_size(d) : off + len;
+		store_wait_request(w, off / bs, (end - 1) / bs - off / bs + 1);
+	}
 }
 
 /*
@@ -341,6 +363,18 @@ static int dest_ready(void *ctx)
 	r = peer_expose(p);
 	if (r < 0)
 		return r;
+	/*
+	 * Until the VM loads, guest memory that arrives goes into the page
+	 * cache too (best effort): the VMM maps it and would otherwise fault
+	 * every page in through FUSE once it runs.
+	 */
+	for (size_t i = 0; i < p->n; i++) {
+		if (!str_eq(store_device_name(xfer_storedev_store(p->devs[i])), "memory"))
+			continue;
+		r = store_expose_prefill_start(p->expose, i);
+		if (r < 0)
+			log_debug("cannot fill the page cache as guest memory arrives: %s", strerror(-r));
+	}
 	peer_signal(p, &p->devices_ready);
 	return 0;
 }
@@ -423,7 +457,7 @@ static int peer_migrate_in(struct peer *p)
 		r = -EAGAIN;
 		snprintf(err, sizeof(err), "cannot start a thread");
 	} else {
-		struct vmmig_wait w = { .fn = peer_wait_authority, .ctx = p };
+		struct vmmig_wait w = { .fn = peer_wait_authority, .prefetch = peer_prefetch, .ctx = p };
 		bool start_vm;
 
 		pthread_mutex_lock(&p->lock);
@@ -567,10 +601,13 @@ static int src_handover(void *ctx)
 	p->handover_ns = vmmig_realtime_ns();
 	for (size_t i = 0; i < p->n; i++)
 		xfer_storedev_gate(p->devs[i], XFER_GATE_CLOSED);
-	/* The destination runs the VM from now on: this one never runs again. */
-	vmmig_stop(p->vm);
-	/* What was held here was for a VM that is gone: the destination holds its own. */
-	peer_release(p);
+	/*
+	 * The destination runs the VM from now on: this one never runs again.
+	 * Waiting for it to exit, or taking the packet hold down, would hold up
+	 * the blocks the destination is about to ask for: both wait until the
+	 * migration is over.
+	 */
+	vmmig_halt(p->vm);
 	return 0;
 }
 
@@ -601,6 +638,11 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 	if (p->vm)
 		peer_hold(p, false);
 	r = xfer_source_run(c, devs, p->n, &so, &h, &st, &auth, err, sizeof(err));
+	if (auth) {
+		vmmig_stop(p->vm);
+		/* What was held here was for a VM that is gone: the destination holds its own. */
+		peer_release(p);
+	}
 	if (r < 0 && !auth) {
 		log_warn("migration to '%s' failed, the devices stay here and writable: %s", c->peer, err);
 		return 0;

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -355,6 +356,90 @@ static void test_shared_base(void)
 	   "shared: the destination overlay stores only those blocks");
 }
 
+/* Are all pages of block B of the mapping M in the page cache? */
+static bool cached(void *m, uint64_t b)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	unsigned char vec[BS / 4096 + 1];
+
+	if (mincore((char *)m + b * BS, BS, vec) < 0)
+		return false;
+	for (long i = 0; i < (long)BS / pg; i++)
+		if (!(vec[i] & 1))
+			return false;
+	return true;
+}
+
+/* Up to 2 s for block B of M to become cached (WANT) or not. */
+static bool cached_soon(void *m, uint64_t b, bool want)
+{
+	for (int i = 0; i < 400; i++) {
+		if (cached(m, b) == want)
+			return true;
+		usleep(5000);
+	}
+	return false;
+}
+
+/*
+ * Prefill: blocks that arrive at a destination go into the page cache of
+ * its FUSE file while it is on (zero blocks do not), a dirty list drops
+ * them again, and reads see the latest delivery. Nothing reads the file
+ * here: mincore tells what the kernel holds.
+ */
+static void test_prefill(void)
+{
+	struct store_device *dst = make_dev("fill", true);
+	struct store_expose *e = NULL;
+	char mdir[600];
+	_cleanup_free_ unsigned char *buf = malloc(BS), *got = malloc(BS);
+	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .instance = "fill"};
+
+	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
+	o.mount_dir = mdir;
+	if (!ok(dst && store_expose_new(&o, &dst, 1, &e) == 0, "prefill: destination exposed")) {
+		store_device_free(dst);
+		return;
+	}
+	int fd = open(store_expose_path(e, 0), O_RDWR | O_CLOEXEC);
+	void *m = fd >= 0 ? mmap(NULL, NB * BS, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+	ok(m != MAP_FAILED, "prefill: the file is mapped");
+	is_int(store_expose_prefill_start(e, 0), 0, "prefill: started");
+	if (m == MAP_FAILED)
+		goto out;
+
+	memset(buf, 'a', BS);
+	store_device_deliver(dst, 3, buf, BS);
+	ok(cached_soon(m, 3, true), "prefill: an arrived block is in the page cache without a read");
+	memset(buf, 0, BS);
+	store_device_deliver(dst, 4, buf, BS);
+	memset(buf, 'c', BS);
+	store_device_deliver(dst, 5, buf, BS);
+	ok(cached_soon(m, 5, true) && !cached(m, 4), "prefill: a block of zeros is not copied");
+
+	uint64_t three = 3;
+	store_wait_invalidate(store_device_wait(dst), &three, 1);
+	ok(!cached(m, 3), "prefill: a dirty list drops the copied pages");
+	memset(buf, 'b', BS);
+	store_device_deliver(dst, 3, buf, BS);
+	ok(cached_soon(m, 3, true), "prefill: the new version is copied in again");
+	ok(pread(fd, got, BS, 3 * BS) == BS && got[0] == 'b' && got[BS - 1] == 'b',
+	   "prefill: reads see the latest delivery");
+
+	store_expose_prefill_stop(e);
+	memset(buf, 'd', BS);
+	store_device_deliver(dst, 6, buf, BS);
+	usleep(50000);
+	ok(!cached(m, 6), "prefill: stopped, arrivals stay out of the page cache");
+	ok(pread(fd, got, BS, 6 * BS) == BS && got[0] == 'd', "prefill: and are read from the device");
+	munmap(m, NB * BS);
+out:
+	if (fd >= 0)
+		close(fd);
+	store_expose_free(e);
+	store_device_free(dst);
+}
+
 int main(void)
 {
 	const char *top = getenv("top_builddir");
@@ -368,7 +453,7 @@ int main(void)
 	if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) < 0)
 		skip("live migration through FUSE needs root and /dev/fuse");
 	else
-		test_live();
+		test_live(), test_prefill();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	(void)!system(cmd);

@@ -205,7 +205,32 @@ int store_device_deliver(struct store_device *d, uint64_t block, const void *dat
 			store_wait_delivered(d->wait, block);
 	}
 	pthread_rwlock_unlock(store_stripe(d, block));
+	if (r == 1) {
+		pthread_mutex_lock(&d->changed_lock);
+		if (d->stored)
+			d->stored(d->stored_ctx, d, block);
+		pthread_mutex_unlock(&d->changed_lock);
+	}
 	return r;
+}
+
+ssize_t store_device_read_present(struct store_device *d, uint64_t block, void *buf, uint64_t *gen)
+{
+	ssize_t n = -EAGAIN;
+
+	if (!d->wait || block >= d->nblocks)
+		return -EINVAL;
+	pthread_rwlock_rdlock(store_stripe(d, block));
+	*gen = store_wait_generation(d->wait);
+	if (store_wait_present(d->wait, block))
+		n = store_read_at(d->stack, buf, store_device_block_len(d, block), block << d->block_shift);
+	pthread_rwlock_unlock(store_stripe(d, block));
+	return n;
+}
+
+uint64_t store_device_generation(struct store_device *d)
+{
+	return d->wait ? store_wait_generation(d->wait) : 0;
 }
 
 static ssize_t dev_read_at(struct store_provider *p, void *buf, size_t len, uint64_t off)
@@ -360,6 +385,14 @@ void store_device_set_changed(struct store_device *d, store_changed_fn fn, void 
 	pthread_mutex_lock(&d->changed_lock);
 	d->changed = fn;
 	d->changed_ctx = ctx;
+	pthread_mutex_unlock(&d->changed_lock);
+}
+
+void store_device_set_stored(struct store_device *d, store_stored_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&d->changed_lock);
+	d->stored = fn;
+	d->stored_ctx = ctx;
 	pthread_mutex_unlock(&d->changed_lock);
 }
 

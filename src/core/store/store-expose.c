@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,19 @@ int store_expose_flush(struct store_expose *e, size_t i)
 	if (i >= e->n)
 		return -EINVAL;
 	return e->ops->flush(e, i);
+}
+
+int store_expose_prefill_start(struct store_expose *e, size_t i)
+{
+	if (i >= e->n)
+		return -EINVAL;
+	return e->ops->prefill ? e->ops->prefill(e, i) : 0;
+}
+
+void store_expose_prefill_stop(struct store_expose *e)
+{
+	if (e && e->ops->prefill)
+		(void)e->ops->prefill(e, SIZE_MAX);
 }
 
 int store_expose_flush_all(struct store_expose *e)

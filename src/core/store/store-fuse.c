@@ -29,6 +29,8 @@
 
 /* Readers of missing blocks hold a worker each while they wait. */
 #define FUSE_WORKERS  8
+/* Prefill: arrived blocks waiting to be copied into the page cache (more are not copied). */
+#define PREFILL_QUEUE 16384
 #define ROOT_INO      1
 #define FIRST_DEV_INO 2
 /* Attributes never change behind the kernel's back: cache them long. */
@@ -54,6 +56,16 @@ struct fuse_state {
 	pthread_mutex_t attr_lock;
 	struct file_attr *attrs;
 	struct timespec started;
+	/* prefill: a ring of (device, block) that the copier thread takes from */
+	pthread_mutex_t fill_lock;
+	pthread_cond_t fill_cond;
+	pthread_t filler;
+	bool filling, fill_stop;
+	struct fill_item {
+		uint32_t dev;
+		uint64_t block;
+	} *fill_q;
+	size_t fill_head, fill_len;
 };
 
 static struct store_device *dev_of(struct fuse_state *s, fuse_ino_t ino)
@@ -344,6 +356,118 @@ static void changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t 
 			                                       (off_t)len);
 }
 
+/* A delivery wrote BLOCK (the delivering thread: only queue it). */
+static void stored(void *ctx, struct store_device *dev, uint64_t block)
+{
+	struct fuse_state *s = ctx;
+
+	for (size_t i = 0; i < s->e->n; i++) {
+		if (s->e->devs[i] != dev)
+			continue;
+		pthread_mutex_lock(&s->fill_lock);
+		if (!s->fill_stop && s->fill_len < PREFILL_QUEUE) {
+			s->fill_q[(s->fill_head + s->fill_len++) % PREFILL_QUEUE] =
+			    (struct fill_item){ (uint32_t)i, block };
+			pthread_cond_signal(&s->fill_cond);
+		}
+		pthread_mutex_unlock(&s->fill_lock);
+	}
+}
+
+/*
+ * Copy one arrived block into the page cache. The kernel may have to wait
+ * for a read of those pages (one waiting for another block): that is why
+ * this runs in a thread of its own, never in the delivering one. A dirty
+ * list may have dropped the block while it was being copied: then the
+ * pages just filled may hold the old version and go again.
+ */
+static bool buf_is_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *buf)
+{
+	struct store_device *d = s->e->devs[i];
+	uint64_t gen, off = block * store_device_block_size(d);
+	ssize_t n = store_device_read_present(d, block, buf, &gen);
+
+	/* a block of zeros reads fast enough from a hole: not worth the pages */
+	if (n <= 0 || buf_is_zero(buf, (size_t)n))
+		return;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
+	bv.buf[0].mem = buf;
+	/* -ENOENT: the kernel has not looked the file up yet, nothing to fill */
+	if (fuse_lowlevel_notify_store(s->se, FIRST_DEV_INO + i, (off_t)off, &bv, 0) == 0 &&
+	    store_device_generation(d) != gen)
+		(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i, (off_t)off, (off_t)n);
+}
+
+static void *filler(void *arg)
+{
+	struct fuse_state *s = arg;
+	uint32_t bs = 0;
+
+	for (size_t i = 0; i < s->e->n; i++)
+		if (store_device_block_size(s->e->devs[i]) > bs)
+			bs = store_device_block_size(s->e->devs[i]);
+	_cleanup_free_ void *buf = malloc(bs);
+	pthread_mutex_lock(&s->fill_lock);
+	while (!s->fill_stop && buf) {
+		if (!s->fill_len) {
+			pthread_cond_wait(&s->fill_cond, &s->fill_lock);
+			continue;
+		}
+		struct fill_item it = s->fill_q[s->fill_head];
+		s->fill_head = (s->fill_head + 1) % PREFILL_QUEUE;
+		s->fill_len--;
+		pthread_mutex_unlock(&s->fill_lock);
+		fill_block(s, it.dev, it.block, buf);
+		pthread_mutex_lock(&s->fill_lock);
+	}
+	pthread_mutex_unlock(&s->fill_lock);
+	return NULL;
+}
+
+static int fuse_prefill(struct store_expose *e, size_t i)
+{
+	struct fuse_state *s = e->priv;
+
+	if (i != SIZE_MAX) {
+		if (!store_device_wait(e->devs[i]))
+			return -EINVAL; /* only a destination's blocks arrive */
+		if (!s->filling) {
+			s->fill_q = calloc(PREFILL_QUEUE, sizeof(*s->fill_q));
+			if (!s->fill_q)
+				return -ENOMEM;
+			s->fill_stop = false;
+			s->fill_head = s->fill_len = 0;
+			if (pthread_create(&s->filler, NULL, filler, s) != 0) {
+				free(s->fill_q);
+				s->fill_q = NULL;
+				return -EAGAIN;
+			}
+			s->filling = true;
+		}
+		store_device_set_stored(e->devs[i], stored, s);
+		return 0;
+	}
+	if (!s || !s->filling)
+		return 0;
+	for (size_t k = 0; k < e->n; k++)
+		store_device_set_stored(e->devs[k], NULL, NULL);
+	pthread_mutex_lock(&s->fill_lock);
+	s->fill_stop = true;
+	pthread_cond_signal(&s->fill_cond);
+	pthread_mutex_unlock(&s->fill_lock);
+	pthread_join(s->filler, NULL);
+	free(s->fill_q);
+	s->fill_q = NULL;
+	s->filling = false;
+	return 0;
+}
+
 static void fuse_stop(struct store_expose *e)
 {
 	struct fuse_state *s = e->priv;
@@ -356,6 +480,8 @@ static void fuse_stop(struct store_expose *e)
 		if (store_device_wait(e->devs[i]))
 			store_wait_fail(store_device_wait(e->devs[i]), -EIO);
 	}
+	/* the filler may wait for a page a worker is reading: after the reads failed */
+	(void)fuse_prefill(e, SIZE_MAX);
 	/*
 	 * Workers first: unmounting closes /dev/fuse, which a worker may still
 	 * be replying on. Accesses in between wait until the unmount below
@@ -380,6 +506,8 @@ static void fuse_stop(struct store_expose *e)
 	if (s->made_mountpoint && e->mountpoint)
 		(void)rmdir(e->mountpoint);
 	pthread_mutex_destroy(&s->attr_lock);
+	pthread_mutex_destroy(&s->fill_lock);
+	pthread_cond_destroy(&s->fill_cond);
 	free(s->attrs);
 	free(s);
 	e->priv = NULL;
@@ -401,6 +529,8 @@ static int fuse_start(struct store_expose *e)
 	s->uid = geteuid();
 	s->gid = getegid();
 	pthread_mutex_init(&s->attr_lock, NULL);
+	pthread_mutex_init(&s->fill_lock, NULL);
+	pthread_cond_init(&s->fill_cond, NULL);
 	s->attrs = calloc(e->n ? e->n : 1, sizeof(*s->attrs));
 	if (!s->attrs)
 		return -ENOMEM;
@@ -472,6 +602,7 @@ const struct store_expose_ops store_expose_fuse_ops = {
 	.start = fuse_start,
 	.flush = store_expose_path_flush,
 	.stop = fuse_stop,
+	.prefill = fuse_prefill,
 };
 
 /* /proc/mounts escapes blanks and backslashes as octal (\040). */

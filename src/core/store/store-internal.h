@@ -28,6 +28,8 @@ struct store_device {
 	pthread_mutex_t changed_lock;
 	store_changed_fn changed;
 	void *changed_ctx;
+	store_stored_fn stored;
+	void *stored_ctx;
 	/*
 	 * Destination only: a delivery or a local write of a block holds its
 	 * stripe exclusively, a local read shares it, so a reader never sees
@@ -61,6 +63,8 @@ void store_wait_local_written(struct store_wait *w, uint64_t block);
 bool store_wait_may_deliver(struct store_wait *w, uint64_t block);
 /* Caller holds the block's stripe. A delivery wrote the block. */
 void store_wait_delivered(struct store_wait *w, uint64_t block);
+/* How many dirty lists invalidated blocks so far. */
+uint64_t store_wait_generation(struct store_wait *w);
 
 /* Tell the exposure that [off, off+len) changed underneath it. */
 void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len);

@@ -21,6 +21,7 @@ struct store_wait {
 	struct store_bitmap local;
 	struct store_bitmap requested;
 	uint64_t missing;
+	uint64_t gen; /* invalidations so far; atomic */
 	int err;
 	store_request_fn request;
 	void *request_ctx;
@@ -126,6 +127,24 @@ int store_wait_acquire(struct store_wait *w, uint64_t first, uint64_t count)
 	return r;
 }
 
+void store_wait_request(struct store_wait *w, uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count > w->nblocks || first + count < first ? w->nblocks : first + count;
+
+	pthread_mutex_lock(&w->lock);
+	for (uint64_t b = first; b < end && w->request && !w->err; b++) {
+		if (store_bitmap_test(&w->present, b) || store_bitmap_test(&w->requested, b))
+			continue;
+		store_bitmap_set(&w->requested, b);
+		store_request_fn fn = w->request;
+		void *ctx = w->request_ctx;
+		pthread_mutex_unlock(&w->lock);
+		fn(ctx, w->dev, b);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
 bool store_wait_all_present(struct store_wait *w, uint64_t first, uint64_t count)
 {
 	bool all = true;
@@ -198,6 +217,8 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 		store_bitmap_clear(&w->requested, b);
 		w->missing++;
 	}
+	/* before the pages go: a copy into them made earlier is known to be old */
+	__atomic_add_fetch(&w->gen, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&w->lock);
 	/* pages cached from the old contents must go */
 	struct store_device *d = w->dev;
@@ -213,6 +234,11 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 		i = j;
 	}
 	return 0;
+}
+
+uint64_t store_wait_generation(struct store_wait *w)
+{
+	return __atomic_load_n(&w->gen, __ATOMIC_SEQ_CST);
 }
 
 int store_wait_complete(struct store_wait *w)

@@ -230,6 +230,11 @@ void store_wait_mark_present(struct store_wait *w, const struct store_bitmap *bl
 void store_wait_mark_range(struct store_wait *w, uint64_t first, uint64_t count);
 /* A dirty list: those blocks must arrive again (locally written ones stay). */
 int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n);
+/*
+ * Ask for the missing blocks among COUNT from FIRST that nobody asked for
+ * yet, without waiting for them (a reader that will want them soon).
+ */
+void store_wait_request(struct store_wait *w, uint64_t first, uint64_t count);
 /* Blocks until every block is present (0) or the cache failed (its error). */
 int store_wait_complete(struct store_wait *w);
 /* Wake every waiter with ERR (e.g. -EIO) now and for every later wait. */
@@ -303,6 +308,20 @@ int store_device_deliver(struct store_device *d, uint64_t block, const void *dat
  */
 typedef void (*store_changed_fn)(void *ctx, struct store_device *dev, uint64_t off, uint64_t len);
 void store_device_set_changed(struct store_device *d, store_changed_fn fn, void *ctx);
+/*
+ * Called after a delivery wrote BLOCK, from the delivering thread (it must
+ * not block). Set by the exposure.
+ */
+typedef void (*store_stored_fn)(void *ctx, struct store_device *dev, uint64_t block);
+void store_device_set_stored(struct store_device *d, store_stored_fn fn, void *ctx);
+/*
+ * Destination: copy BLOCK into BUF (its length) if it has arrived, without
+ * waiting: -EAGAIN when it is missing. *GEN: store_device_generation as of
+ * the copy; if it has moved on since, the copy may be of an older version.
+ */
+ssize_t store_device_read_present(struct store_device *d, uint64_t block, void *buf, uint64_t *gen);
+/* Destination: how many dirty lists invalidated blocks so far. */
+uint64_t store_device_generation(struct store_device *d);
 
 /* --------------------------------------------------------------- exposure */
 
@@ -329,6 +348,8 @@ struct store_expose_ops {
 	/* Make writes cached by the kernel for device I reach the device. */
 	int (*flush)(struct store_expose *e, size_t i);
 	void (*stop)(struct store_expose *e);
+	/* optional: store_expose_prefill_start (device I) and _stop (I == SIZE_MAX) */
+	int (*prefill)(struct store_expose *e, size_t i);
 };
 
 /*
@@ -345,6 +366,17 @@ const char *store_expose_path(const struct store_expose *e, size_t i);
 /* The mount point (fuse) or NULL. */
 const char *store_expose_mountpoint(const struct store_expose *e);
 const char *store_expose_kind_name(const struct store_expose *e);
+/*
+ * Destination, FUSE: from now on copy the blocks of device I that arrive
+ * (all but blocks of zeros) into the kernel's page cache, so that a VMM
+ * mapping the device later finds them there instead of asking for each
+ * page in turn. Only while nothing writes through the exposure (a VM that
+ * has not run yet): a copy could overwrite a write still in the cache.
+ * Other backends: nothing to do (0). store_expose_prefill_stop ends it for
+ * every device and returns once no copy is underway any more.
+ */
+int store_expose_prefill_start(struct store_expose *e, size_t i);
+void store_expose_prefill_stop(struct store_expose *e);
 /* Write back pages a VMM dirtied through MAP_SHARED so the tracker sees them. */
 int store_expose_flush(struct store_expose *e, size_t i);
 int store_expose_flush_all(struct store_expose *e);

@@ -33,7 +33,6 @@
 /* A config device larger than this is not ours: refuse to parse it. */
 #define META_MAX_BYTES (1024 * 1024)
 #define STAMP_MAGIC "DRAFTER-MEMORY-1"
-#define STAMP_LEN 64
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put)
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free)
@@ -383,7 +382,7 @@ int vm_sha256_fd(int fd, uint64_t len, char hex[65])
 int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_id)
 {
 	_cleanup_close_ int fd = -EBADF;
-	char rec[STAMP_LEN] = { 0 };
+	char rec[VM_STAMP_LEN] = { 0 };
 	struct stat st;
 	ssize_t n;
 
@@ -411,7 +410,7 @@ int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_i
 int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_id)
 {
 	_cleanup_close_ int fd = -EBADF;
-	char rec[STAMP_LEN] = { 0 }, want[STAMP_LEN] = { 0 };
+	char rec[VM_STAMP_LEN] = { 0 }, want[VM_STAMP_LEN] = { 0 };
 	ssize_t n;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,6 +168,12 @@ static int authority_then_load(void *ctx)
 		return r;
 	}
 	log_debug("devices ours at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	/* The record, the state and the stamp are read next, one after the other. */
+	if (m->wait.prefetch) {
+		m->wait.prefetch(m->wait.ctx, "config", 0, UINT64_MAX);
+		m->wait.prefetch(m->wait.ctx, "state", 0, UINT64_MAX);
+		m->wait.prefetch(m->wait.ctx, "memory", (uint64_t)m->meta.machine.memory_mib * MIB, VM_STAMP_LEN);
+	}
 	r = read_meta(m, &meta, m->hook_err, sizeof m->hook_err);
 	if (r == 0 && !vm_machine_equal(&meta.machine, &m->meta.machine)) {
 		snprintf(m->hook_err, sizeof m->hook_err, "the machine changed during the migration");
@@ -411,6 +419,12 @@ int vmmig_resume(struct vmmig *m, char *err, size_t errlen)
 	if (r < 0)
 		vm_err(m, r, err, errlen);
 	return r;
+}
+
+void vmmig_halt(struct vmmig *m)
+{
+	if (m && m->started && m->vm.pid > 0 && m->vm.pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, m->vm.pidfd, SIGKILL, NULL, 0);
 }
 
 void vmmig_stop(struct vmmig *m)

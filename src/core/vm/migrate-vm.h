@@ -25,10 +25,14 @@ bool vmmig_wanted(const struct config *cfg);
 
 /*
  * A destination starts its VMM while the migration still runs: FN blocks
- * until the devices are ours (0) or the migration failed (-errno).
+ * until the devices are ours (0) or the migration failed (-errno). Then
+ * PREFETCH (optional) is told which LEN bytes at OFF of device NAME the
+ * VM reads first, so that blocks still missing there are asked for at once
+ * rather than one read after the other.
  */
 struct vmmig_wait {
 	int (*fn)(void *ctx);
+	void (*prefetch)(void *ctx, const char *name, uint64_t off, uint64_t len);
 	void *ctx;
 };
 
@@ -58,6 +62,11 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 int vmmig_resume(struct vmmig *m, char *err, size_t errlen);
 /* Stop the VMM (after the handover, or on the way out after a suspend). */
 void vmmig_stop(struct vmmig *m);
+/*
+ * Kill the VMM of a VM saved into its devices without waiting for it to go
+ * (it holds nothing that is not on the devices); vmmig_stop reaps it.
+ */
+void vmmig_halt(struct vmmig *m);
 /* Realtime ns when the VM last started running (restore or resume), 0: never. */
 uint64_t vmmig_resumed_ns(const struct vmmig *m);
 /* Process descriptor of the VMM (readable when it exits), -1 when stopped. */

@@ -399,18 +399,19 @@ static int qemu_restore(struct vm *vm)
 	if (state < 0)
 		return -errno;
 	r = qemu_start(vm, true);
-	if (r == 0 && vm->spec.before_load)
-		r = vm->spec.before_load(vm->spec.before_load_ctx);
 	if (r < 0)
 		return r;
 	q = priv(vm);
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -errno;
 	rd = pfd[0];
+	/* The pipe goes over before the wait: one command less once the state may load. */
 	json_object *args = json_object_new_object();
 	json_object_object_add(args, "fdname", json_object_new_string("state"));
 	r = qmp_call(&q->qmp, "getfd", args, rd, NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
 	json_object_put(args);
+	if (r == 0 && vm->spec.before_load)
+		r = vm->spec.before_load(vm->spec.before_load_ctx);
 	if (r < 0) {
 		close(pfd[1]);
 		return r;

@@ -82,8 +82,10 @@ int vm_sha256_fd(int fd, uint64_t len, char hex[65]);
 
 /*
  * The record that ties a memory file to its state: written right after the
- * guest RAM (offset RAM_BYTES, inside the padding), read back on restore.
+ * guest RAM (VM_STAMP_LEN bytes at offset RAM_BYTES, inside the padding),
+ * read back on restore.
  */
+#define VM_STAMP_LEN 64
 int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_id);
 int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_id);
 
