@@ -4,7 +4,8 @@
 # the destination ends up with exactly the source's content at the suspend;
 # a chain A -> B -> C -> A; copy-on-write over a shared base sends only the
 # changed blocks; mutual TLS; a peer fed from a registry and drained by
-# terminate (three processes).
+# terminate (three processes); a peer that keeps its devices in temporary
+# files (no base), removed at exit.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/xfer-lib.sh"
 xfer_fuse_test "$@" -- openssl
@@ -136,5 +137,19 @@ is "terminate drains the peer" "$?" 0
 ok "terminate's copy equals the package" bash -c 'cmp -s a/disk.img term/disk.img && cmp -s a/memory.img term/memory.img'
 wait $RP
 is "the drained peer exits 0" "$?" 0
+
+# ---- a peer with no files for its devices: temporary ones, discarded at exit ----
+mkdir -p tmpd
+TMPDIR="$T/tmpd" start_bg nb.log drafter peer --devices '[{"name":"disk"},{"name":"memory"}]' \
+	--raddr 127.0.0.1:1806 --laddr '' --mount-dir "$T/mnt"
+NB=$BGPID
+ok "no files: the peer says the changes will be discarded" wait_log nb.log "device 'disk' is kept in a temporary file"
+ok "no files: the migration completes" wait_log nb.log "migrated 2 devices" 60
+is "no files: the peer has the registry's content" "$(hash_of "$(exposed nb.log disk)")" "$(hash_of a/disk.img)"
+ok "no files: the devices live in TMPDIR" bash -c "ls tmpd | grep -q '^drafter-disk-' && ls tmpd | grep -q '^drafter-memory-'"
+ok "no files: the device is writable" dd if=/dev/urandom of="$(exposed nb.log disk)" bs=64K count=1 conv=notrunc,fsync status=none
+stop_bg $NB
+is "no files: the peer exits 0" "$RC" 0
+is "no files: nothing is left in TMPDIR" "$(ls -A tmpd)" ""
 ok "no FUSE mount is left at the end" no_mounts
 done_testing

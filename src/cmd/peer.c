@@ -308,6 +308,8 @@ static int dest_open(void *ctx, uint16_t id, const char *name, uint64_t size, ui
 			 !str_empty(cd->base) ? cd->base : "?", strerror(-r));
 		return r;
 	}
+	if (str_empty(cd->base) && str_empty(cd->path))
+		log_info("device '%s' is kept in a temporary file: its changes are discarded at exit", name);
 	xfer_storedev_set_conn(p->devs[p->n], p->in_conn, id);
 	*out = xfer_storedev_dev(p->devs[p->n]);
 	p->n++;

@@ -383,6 +383,14 @@ static int validate_devices(struct config *cfg, struct config_error *err)
 			free(*main);
 			*main = xstrdup(d->path);
 		}
+		/*
+		 * A peer that migrates in may keep a device nowhere (the
+		 * original's --raddr without --path): it lives in a temporary
+		 * file and its changes are discarded at exit.
+		 */
+		if (str_empty(*main) && cfg->tool == TOOL_PEER && !str_empty(cfg->transport.raddr) &&
+		    str_empty(d->overlay))
+			continue;
 		if (str_empty(*main))
 			return config_error_set(err, src, 0, key, "device '%s' has no %s%s",
 			                        d->name, fkey,

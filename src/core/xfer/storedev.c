@@ -94,6 +94,7 @@ struct xfer_storedev {
 	bool overlay;
 	char *name;
 	char *tmp;   /* destination: temporary base until committed */
+	bool discard; /* destination: TMP stays temporary (no base configured) */
 	char *final; /* destination: where the base goes */
 	char *created_overlay, *created_state; /* destination: removed if never committed */
 	struct xfer_conn *conn;
@@ -291,12 +292,23 @@ int xfer_storedev_open_dest(const struct cfg_device *cd, uint64_t size, uint32_t
 	const char *base = !str_empty(cd->base) ? cd->base : cd->path;
 	int r;
 
-	if (str_empty(base)) {
-		free(s);
-		return -EINVAL;
-	}
 	struct store_stack_opts so = { .base = base, .block_size = block_size };
-	if (shared) {
+	if (str_empty(base)) {
+		/* Kept nowhere: a file of our own, removed when the device goes. */
+		const char *dir = getenv("TMPDIR");
+		s->tmp = xasprintf("%s/drafter-%s-XXXXXX", !str_empty(dir) ? dir : "/var/tmp", cd->name);
+		int fd = mkostemp(s->tmp, O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			free(s->tmp);
+			free(s);
+			return r;
+		}
+		close(fd);
+		s->discard = true;
+		so.base = s->tmp;
+		so.size = size;
+	} else if (shared) {
 		/* The overlay starts empty: what it held belongs to an older run. */
 		bool had_overlay = access(cd->overlay, F_OK) == 0, had_state = access(cd->state, F_OK) == 0;
 		(void)unlink(cd->overlay);
@@ -359,7 +371,7 @@ void xfer_storedev_set_conn(struct xfer_storedev *s, struct xfer_conn *c, uint16
 
 int xfer_storedev_commit(struct xfer_storedev *s)
 {
-	if (s->tmp) {
+	if (s->tmp && !s->discard) {
 		if (rename(s->tmp, s->final) < 0)
 			return -errno;
 		free(s->tmp);
