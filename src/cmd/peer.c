@@ -117,6 +117,12 @@ static void peer_hold(struct peer *p, bool engage)
 	}
 }
 
+static void log_released(const struct net_hold_stats *st)
+{
+	log_debug("released %" PRIu64 " held packets after %.0fms%s", st->held, (double)st->window_ns / 1e6,
+		  st->expired ? " (the window expired)" : "");
+}
+
 static void peer_release(struct peer *p)
 {
 	struct net_hold_stats st = { 0 };
@@ -125,8 +131,22 @@ static void peer_release(struct peer *p)
 		return;
 	(void)net_hold_release(p->hold, &st);
 	p->hold = NULL;
-	log_debug("released %" PRIu64 " held packets after %.0fms%s", st.held, (double)st.window_ns / 1e6,
-		  st.expired ? " (the window expired)" : "");
+	log_released(&st);
+}
+
+/*
+ * The VM runs here: what was held goes to it, and the hold stays prepared
+ * (nothing is diverted) for a migration away, or until the peer exits.
+ * Taking it down now would cost CPU that the resumed VM needs.
+ */
+static void peer_disengage(struct peer *p)
+{
+	struct net_hold_stats st = { 0 };
+
+	if (!p->hold)
+		return;
+	(void)net_hold_disengage(p->hold, &st);
+	log_released(&st);
 }
 
 /*
@@ -182,7 +202,7 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 		p->vm = NULL;
 		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);
 	}
-	peer_release(p);
+	peer_disengage(p);
 	/* Running: the source may learn it now (RESUMED), AfterResume can take a while. */
 	p->vm_resumed_ns = r == 0 ? vmmig_resumed_ns(p->vm) : 0;
 	peer_signal(p, &p->vm_start_done);

@@ -83,6 +83,26 @@ static void make_present(struct store_wait *w, uint64_t b)
 	}
 }
 
+/*
+ * Under the lock (dropped around each call). Ask once for every block of
+ * [FIRST, END) that is missing and not asked for yet, nearest first.
+ * Without a callback yet nothing is marked, so the block is asked for by
+ * the next access after the callback is set.
+ */
+static void ask_missing(struct store_wait *w, uint64_t first, uint64_t end)
+{
+	for (uint64_t b = first; b < end && w->request; b++) {
+		if (store_bitmap_test(&w->present, b) || store_bitmap_test(&w->requested, b))
+			continue;
+		store_bitmap_set(&w->requested, b);
+		store_request_fn fn = w->request;
+		void *ctx = w->request_ctx;
+		pthread_mutex_unlock(&w->lock);
+		fn(ctx, w->dev, b);
+		pthread_mutex_lock(&w->lock);
+	}
+}
+
 int store_wait_acquire(struct store_wait *w, uint64_t first, uint64_t count)
 {
 	uint64_t end = first + count > w->nblocks ? w->nblocks : first + count;
@@ -104,22 +124,7 @@ int store_wait_acquire(struct store_wait *w, uint64_t first, uint64_t count)
 			r = w->err;
 			break;
 		}
-		/*
-		 * Ask for every missing block of the range once, nearest first.
-		 * Without a callback yet nothing is marked, so the block is
-		 * asked for by the next access after the callback is set.
-		 */
-		for (uint64_t b = want; b < end && w->request; b++) {
-			if (store_bitmap_test(&w->present, b) ||
-			    store_bitmap_test(&w->requested, b))
-				continue;
-			store_bitmap_set(&w->requested, b);
-			store_request_fn fn = w->request;
-			void *ctx = w->request_ctx;
-			pthread_mutex_unlock(&w->lock);
-			fn(ctx, w->dev, b);
-			pthread_mutex_lock(&w->lock);
-		}
+		ask_missing(w, want, end);
 		if (!store_bitmap_test(&w->present, want) && !w->err)
 			pthread_cond_wait(&w->cond, &w->lock);
 	}
@@ -132,16 +137,8 @@ void store_wait_request(struct store_wait *w, uint64_t first, uint64_t count)
 	uint64_t end = first + count > w->nblocks || first + count < first ? w->nblocks : first + count;
 
 	pthread_mutex_lock(&w->lock);
-	for (uint64_t b = first; b < end && w->request && !w->err; b++) {
-		if (store_bitmap_test(&w->present, b) || store_bitmap_test(&w->requested, b))
-			continue;
-		store_bitmap_set(&w->requested, b);
-		store_request_fn fn = w->request;
-		void *ctx = w->request_ctx;
-		pthread_mutex_unlock(&w->lock);
-		fn(ctx, w->dev, b);
-		pthread_mutex_lock(&w->lock);
-	}
+	if (!w->err)
+		ask_missing(w, first, end);
 	pthread_mutex_unlock(&w->lock);
 }
 
