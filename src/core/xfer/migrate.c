@@ -319,6 +319,14 @@ static int src_serve_priority(struct src *s)
 		bit_clear(sd->queued, it.block);
 		pthread_mutex_unlock(&s->lock);
 
+		/*
+		 * After AUTHORITY nothing changes here: a block already sent and
+		 * not in a final dirty list is at the destination or on its way
+		 * (the request crossed it), and sending it again only delays the
+		 * blocks still missing.
+		 */
+		if (*s->authority_sent && bit_test(sd->sent, it.block) && !bit_test(sd->pending, it.block))
+			continue;
 		int r = src_send_block(s, sd, it.block, true);
 		if (r < 0)
 			return r;
