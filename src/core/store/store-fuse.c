@@ -374,6 +374,12 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
 	}
 }
 
+static bool buf_is_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
 /*
  * Copy one arrived block into the page cache. The kernel may have to wait
  * for a read of those pages (one waiting for another block): that is why
@@ -381,12 +387,6 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
  * list may have dropped the block while it was being copied: then the
  * pages just filled may hold the old version and go again.
  */
-static bool buf_is_zero(const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
 static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *buf)
 {
 	struct store_device *d = s->e->devs[i];
