@@ -74,6 +74,18 @@ drafter config check -c dev.conf --tool peer >/dev/null 2>&1
 is "and passes for the command it suits" "$?" 0
 out=$(drafter config check --tool nope 2>&1); rc=$?
 is "an unknown --tool exits 2" "$rc" 2
+# A peer may keep a device nowhere (a temporary file) only when it migrates in, and not under an overlay.
+printf 'transport = { raddr = "127.0.0.1:1"; };\ndevices = ( { name = "a"; } );\n' > nobase.conf
+drafter config check -c nobase.conf --tool peer >/dev/null 2>&1
+is "peer: no base with a raddr is fine (a temporary file)" "$?" 0
+printf 'transport = { raddr = ""; };\ndevices = ( { name = "a"; } );\n' > nobase-local.conf
+out=$(drafter config check -c nobase-local.conf --tool peer 2>&1); rc=$?
+is "peer: no base and no raddr exits 1" "$rc" 1
+is "naming the device" "$out" "drafter: nobase-local.conf: 'devices[0]': device 'a' has no base (or path)"
+printf 'transport = { raddr = "127.0.0.1:1"; };\ndevices = ( { name = "a"; overlay = "o"; state = "s"; } );\n' > nobase-ov.conf
+out=$(drafter config check -c nobase-ov.conf --tool peer 2>&1); rc=$?
+is "peer: an overlay without a base exits 1" "$rc" 1
+is "naming the device too" "$out" "drafter: nobase-ov.conf: 'devices[0]': device 'a' has no base (or path)"
 
 # Lookup: -c, else ./drafter.conf, else /etc/drafter/drafter.conf.
 printf 'nat = { namespace_count = 7; };\n' > drafter.conf
