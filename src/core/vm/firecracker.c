@@ -456,13 +456,14 @@ static int fc_restore(struct vm *vm)
 	r = fc_start(vm);
 	if (r < 0)
 		return r;
-	r = stage(vm, vm->spec.state, "state", false);
-	if (r == 0)
-		r = stage(vm, vm->spec.memory, "memory", true);
+	r = stage(vm, vm->spec.memory, "memory", true);
 	for (size_t i = 0; r == 0 && i < m->n_disks; i++)
 		r = stage(vm, vm->spec.disk_paths[i], m->disks[i], true);
 	if (r == 0 && vm->spec.before_load)
 		r = vm->spec.before_load(vm->spec.before_load_ctx);
+	/* After before_load: a migration's destination gets its state only then (it may be copied). */
+	if (r == 0)
+		r = stage(vm, vm->spec.state, "state", false);
 	if (r < 0)
 		return r;
 	o = json_object_new_object();

@@ -23,3 +23,6 @@ UNIT_TESTS += tests/unit/test-vm tests/unit/test-vm-qmp
 libdrafter_core_la_SOURCES += src/core/vm/migrate-vm.c src/core/vm/migrate-vm.h
 TESTS += tests/migrate-vm.sh
 EXTRA_DIST += tests/migrate-vm.sh
+# A Firecracker VM migrated between two peers, against the contract server.
+TESTS += tests/migrate-fc.sh
+EXTRA_DIST += tests/migrate-fc.sh

@@ -426,6 +426,28 @@ int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_i
 }
 
 /* Copy the data ranges of SRC into DST, leaving holes as holes. */
+/* Copy [FROM, END) of IN to the same offsets of OUT with read and write. */
+static int copy_range_rw(int in, int out, off_t from, off_t end)
+{
+	char buf[65536];
+
+	while (from < end) {
+		size_t want = end - from < (off_t)sizeof buf ? (size_t)(end - from) : sizeof buf;
+		ssize_t n = pread(in, buf, want, from);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		int r = pwrite_all(out, buf, (size_t)n, (uint64_t)from);
+		if (r < 0)
+			return r;
+		from += n;
+	}
+	return 0;
+}
+
 static int copy_sparse(int in, int out, uint64_t size)
 {
 	off_t pos = 0;
@@ -445,6 +467,13 @@ static int copy_sparse(int in, int out, uint64_t size)
 		off_t o_in = data, o_out = data;
 		while (o_in < hole) {
 			ssize_t n = copy_file_range(in, &o_in, out, &o_out, (size_t)(hole - o_in), 0);
+			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS)) {
+				/* between file systems that cannot do it in the kernel (FUSE to a disk) */
+				int r = copy_range_rw(in, out, o_in, hole);
+				if (r < 0)
+					return r;
+				break;
+			}
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;

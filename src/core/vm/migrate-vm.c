@@ -118,7 +118,13 @@ static int after_resume(struct vmmig *m, char *err, size_t errlen)
 	return r;
 }
 
-/* The snapshot record in the `config` device, if it describes a QEMU VM drafter can migrate. */
+/*
+ * The snapshot record in the `config` device, if it describes a VM drafter
+ * can migrate: QEMU, or Firecracker's live-migration fork, whose memory is
+ * mapped shared so the guest's writes reach the memory device. Upstream
+ * Firecracker maps it privately: nothing the guest writes would be seen
+ * before the suspend writes all of memory again.
+ */
 static int read_meta(struct vmmig *m, struct vm_meta *meta, char *err, size_t errlen)
 {
 	int r = vm_meta_read(m->config, meta);
@@ -128,8 +134,13 @@ static int read_meta(struct vmmig *m, struct vm_meta *meta, char *err, size_t er
 			 r == -EINVAL || r == -E2BIG ? "not a drafter snapshot config" : strerror(-r));
 		return r;
 	}
-	if (!meta->has_drafter || meta->machine.kind != VM_KIND_QEMU) {
-		snprintf(err, errlen, "cannot migrate '%s': only QEMU snapshots made by drafter can be migrated",
+	if (!meta->has_drafter) {
+		snprintf(err, errlen, "cannot migrate '%s': only snapshots made by drafter can be migrated (resume it once with 'drafter run')",
+			 m->config);
+		return -EOPNOTSUPP;
+	}
+	if (meta->machine.kind == VM_KIND_FIRECRACKER && !meta->machine.fc_fork) {
+		snprintf(err, errlen, "cannot migrate '%s': the snapshot was made with upstream Firecracker, which maps guest memory privately; live migration needs the loopholelabs fork",
 			 m->config);
 		return -EOPNOTSUPP;
 	}
