@@ -558,6 +558,16 @@ static int src_flush(void *ctx)
 	return p->expose ? store_expose_flush_all(p->expose) : 0;
 }
 
+static int src_before_suspend(void *ctx)
+{
+	struct peer *p = ctx;
+	int r = p->vm ? vmmig_before_suspend(p->vm, p->vm_err, sizeof p->vm_err) : 0;
+
+	if (r < 0)
+		log_warn("cannot suspend the VM for the migration: %s", p->vm_err);
+	return r;
+}
+
 static int src_suspend(void *ctx)
 {
 	struct peer *p = ctx;
@@ -639,7 +649,7 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 	struct xfer_dev *devs[XFER_MAX_DEVICES];
 	struct xfer_source_opts so = { .concurrency = p->cfg->transport.concurrency,
 					.postcopy = p->cfg->transport.postcopy };
-	struct xfer_hooks h = { .ctx = p, .flush = src_flush, .suspend = src_suspend,
+	struct xfer_hooks h = { .ctx = p, .flush = src_flush, .before_suspend = src_before_suspend, .suspend = src_suspend,
 				.resume = src_resume, .handover = src_handover,
 				.authority_data = src_authority_data };
 	struct xfer_stats st = { 0 };

@@ -529,6 +529,23 @@ static struct xfer_conn *timed_conn(int fd, const char *name)
 }
 
 static int h_flush(void *ctx) { (void)ctx; flushes++; return 0; }
+static int told, told_before_suspend;
+/* BeforeSuspend: the "guest" writes 20 blocks of memory before it is paused. */
+static int h_before_suspend(void *ctx)
+{
+	struct memdev *m = &src_devs[0];
+
+	(void)ctx;
+	told++;
+	told_before_suspend = !suspended;
+	pthread_mutex_lock(&m->lock);
+	for (uint64_t b = 100; b < 120; b++) {
+		m->data[b * m->dev.block_size + 7] ^= 0xa5;
+		m->dirty[b / 64] |= 1ull << (b % 64);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
 static int h_suspend(void *ctx)
 {
 	(void)ctx;
@@ -552,8 +569,8 @@ struct src_arg {
 static void *src_thread(void *p)
 {
 	struct src_arg *a = p;
-	struct xfer_hooks h = { .flush = h_flush, .suspend = h_suspend, .resume = h_resume,
-				.handover = h_handover };
+	struct xfer_hooks h = { .flush = h_flush, .before_suspend = h_before_suspend, .suspend = h_suspend,
+				.resume = h_resume, .handover = h_handover };
 	struct xfer_source_opts o = { .read_only = a->read_only, .postcopy = engine_postcopy };
 	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
 	if (a->r == 0)
@@ -616,7 +633,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		src_devs[0].have_blocks = 16;
 		memcpy(dst_devs[0].data, src_devs[0].data, 16 * 4096);
 	}
-	suspended = resumed = handed_over = flushes = authority_seen = 0;
+	suspended = resumed = handed_over = flushes = authority_seen = told = 0;
 
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 	sa.c = engine_timeouts ? timed_conn(sv[0], "src") : xfer_conn_from_fd(sv[0], "src");
@@ -652,6 +669,9 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		   "post-copy: suspended, then AUTHORITY");
 	} else {
 		is_int(suspended, 1, "suspended once");
+		ok(told == 1 && told_before_suspend, "BeforeSuspend once, before the suspend");
+		ok(sa.st.final_dirty < 20, "what the guest wrote at BeforeSuspend went in a closing cycle, not after "
+		   "the suspend (%" PRIu64 " blocks in the final lists)", sa.st.final_dirty);
 		is_int(handed_over, 1, "handed over once");
 		is_int(resumed, 0, "not resumed");
 		ok(flushes >= 2, "flushed before each dirty cycle (%d)", flushes);

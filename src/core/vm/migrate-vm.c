@@ -38,6 +38,7 @@ struct vmmig {
 	struct vmmig_wait wait; /* destination: the VMM starts before the devices are ours */
 	char hook_err[256];
 	uint64_t resumed_ns; /* realtime, when the VM last started running */
+	bool told;           /* BeforeSuspend done, the suspend comes next */
 };
 
 uint64_t vmmig_realtime_ns(void)
@@ -347,14 +348,11 @@ static int write_config(const char *path, const struct vm_meta *meta)
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
-int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen)
+int vmmig_before_suspend(struct vmmig *m, char *err, size_t errlen)
 {
 	struct vm *vm = &m->vm;
-	struct vm_meta meta = { 0 };
 	uint64_t deadline = now_ns() + (m->cfg->vm.rescue_timeout_ns ? m->cfg->vm.rescue_timeout_ns
 								    : m->cfg->vm.resume_timeout_ns);
-	char tmp[] = "/tmp/drafter-state-XXXXXX";
-	uint64_t size = 0;
 	char why[512];
 	int r, fd;
 
@@ -371,7 +369,21 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 		log_warn("the guest's before-suspend command failed: %s; suspending anyway", why);
 	else if (r < 0)
 		log_warn("the guest agent did not answer BeforeSuspend (%s); suspending anyway", strerror(-r));
+	m->told = true;
+	return 0;
+}
 
+int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen)
+{
+	struct vm *vm = &m->vm;
+	struct vm_meta meta = { 0 };
+	char tmp[] = "/tmp/drafter-state-XXXXXX";
+	uint64_t size = 0;
+	int r, fd;
+
+	if (!m->told && (r = vmmig_before_suspend(m, err, errlen)) < 0)
+		return r;
+	m->told = false;
 	r = vm->ops->pause(vm);
 	if (paused_ns)
 		*paused_ns = vmmig_realtime_ns();
@@ -426,6 +438,7 @@ int vmmig_resume(struct vmmig *m, char *err, size_t errlen)
 {
 	int r = m->vm.ops->resume(&m->vm);
 
+	m->told = false; /* a later suspend tells the guest again */
 	m->resumed_ns = vmmig_realtime_ns();
 	if (r < 0)
 		vm_err(m, r, err, errlen);

@@ -53,9 +53,16 @@ int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen);
 /* Write guest RAM back to the memory device (before a dirty cycle). */
 int vmmig_flush(struct vmmig *m);
 /*
- * BeforeSuspend, pause, save the device state into the `state` device, seal
- * the snapshot (memory stamp, then the `config` device), flush memory. After
- * it the VM changes nothing. *PAUSED_NS (realtime) = when the VM stopped.
+ * BeforeSuspend, bounded by the rescue timeout; a guest that fails it or
+ * does not answer is only warned about. -ECHILD (ERR says why) when the VMM
+ * is gone. The next vmmig_suspend does not call it again.
+ */
+int vmmig_before_suspend(struct vmmig *m, char *err, size_t errlen);
+/*
+ * BeforeSuspend (unless vmmig_before_suspend came first), pause, save the
+ * device state into the `state` device, seal the snapshot (memory stamp,
+ * then the `config` device), flush memory. After it the VM changes
+ * nothing. *PAUSED_NS (realtime) = when the VM stopped.
  */
 int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen);
 /* The migration failed before authority: run again (then vmmig_after_resume). */

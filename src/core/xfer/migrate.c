@@ -490,6 +490,46 @@ static int src_sync(struct src *s, struct src_dev *sd, uint64_t **list, size_t *
 	return r;
 }
 
+static int src_flush(struct src *s)
+{
+	int r = 0;
+
+	if (s->h && s->h->flush && (r = s->h->flush(s->h->ctx)) < 0)
+		src_fail(s, r, "cannot flush the devices before a dirty cycle: %s", strerror(-r));
+	return r;
+}
+
+/* One dirty cycle of a device: list what changed since, have it acknowledged, send it. */
+static int src_cycle(struct src *s, struct src_dev *sd, size_t *count)
+{
+	_cleanup_free_ uint64_t *list = NULL;
+	size_t n;
+	uint32_t txid;
+	int r;
+
+	r = src_sync(s, sd, &list, &n);
+	if (r < 0)
+		return r;
+	r = src_send_list(s, sd, list, n, &txid);
+	if (r < 0)
+		return r;
+	r = src_wait_ack(s, txid);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < n; k++) {
+		if (list[k] >= sd->nblocks)
+			continue;
+		r = src_serve_priority(s);
+		if (r < 0)
+			return r;
+		r = src_send_block(s, sd, list[k], false);
+		if (r < 0)
+			return r;
+	}
+	*count = n;
+	return 0;
+}
+
 static int src_dirty_cycles(struct src *s)
 {
 	bool any_cycles = false;
@@ -504,37 +544,18 @@ static int src_dirty_cycles(struct src *s)
 		bool all_ready = true;
 		int r;
 
-		if (s->h && s->h->flush && (r = s->h->flush(s->h->ctx)) < 0) {
-			src_fail(s, r, "cannot flush the devices before a dirty cycle: %s", strerror(-r));
+		r = src_flush(s);
+		if (r < 0)
 			return r;
-		}
 		for (size_t i = 0; i < s->n; i++) {
 			struct src_dev *sd = &s->devs[i];
-			_cleanup_free_ uint64_t *list = NULL;
 			size_t n;
-			uint32_t txid;
 
 			if (!sd->d->ops->sync_dirty || sd->d->max_cycles == 0)
 				continue;
-			r = src_sync(s, sd, &list, &n);
+			r = src_cycle(s, sd, &n);
 			if (r < 0)
 				return r;
-			r = src_send_list(s, sd, list, n, &txid);
-			if (r < 0)
-				return r;
-			r = src_wait_ack(s, txid);
-			if (r < 0)
-				return r;
-			for (size_t k = 0; k < n; k++) {
-				if (list[k] >= sd->nblocks)
-					continue;
-				r = src_serve_priority(s);
-				if (r < 0)
-					return r;
-				r = src_send_block(s, sd, list[k], false);
-				if (r < 0)
-					return r;
-			}
 			sd->cycles++;
 			if (n <= sd->d->max_dirty_blocks)
 				sd->below++;
@@ -608,12 +629,32 @@ static void src_cleanup(struct src *s)
 	pthread_cond_destroy(&s->cond);
 }
 
-/* 4. suspend, then the final dirty lists, acknowledged: the devices no longer change. */
+/*
+ * 4. BeforeSuspend and, when blocks went out already, one closing cycle of
+ * what the VM wrote meanwhile (it still runs: this is not downtime); then
+ * suspend, and the final dirty lists, acknowledged: the devices no longer
+ * change.
+ */
 static int src_freeze(struct src *s)
 {
 	uint32_t last = 0;
 	int r;
 
+	if (s->h && s->h->before_suspend) {
+		if ((r = s->h->before_suspend(s->h->ctx)) < 0)
+			return src_fail(s, r, "cannot suspend: %s", strerror(-r)), r;
+		if (s->st->cycles) {
+			r = src_flush(s);
+			for (size_t i = 0; r == 0 && i < s->n; i++) {
+				struct src_dev *sd = &s->devs[i];
+				size_t n;
+				if (sd->d->ops->sync_dirty && sd->d->max_cycles)
+					r = src_cycle(s, sd, &n);
+			}
+			if (r < 0)
+				return r;
+		}
+	}
 	if (s->h && s->h->suspend && (r = s->h->suspend(s->h->ctx)) < 0)
 		return src_fail(s, r, "cannot suspend: %s", strerror(-r)), r;
 	s->st->suspend_ns = now_ns();

@@ -77,6 +77,12 @@ static inline uint32_t xfer_dev_block_len(const struct xfer_dev *d, uint64_t blo
 struct xfer_hooks {
 	void *ctx;
 	int (*flush)(void *ctx);
+	/*
+	 * Source, optional: the VM is about to be suspended (BeforeSuspend).
+	 * What it writes meanwhile goes out in one more dirty cycle while it
+	 * still runs, then suspend follows.
+	 */
+	int (*before_suspend)(void *ctx);
 	int (*suspend)(void *ctx);
 	int (*resume)(void *ctx);
 	int (*handover)(void *ctx);
