@@ -100,8 +100,22 @@ out=$(timeout 60 drafter peer "${fcopts[@]}" --netns $ns0 --mount-dir "$T/mnt" -
 rc=$?
 ok "upstream snapshot: the peer exits non-zero ($rc)" test $rc -ne 0 -a $rc -ne 124
 like "upstream snapshot: refused in one line" "$(printf '%s\n' "$out" | grep -v "is at")" \
-	"^drafter: cannot start the VM: cannot migrate '.*': the snapshot was made with upstream Firecracker, which maps guest memory privately; live migration needs the loopholelabs fork$"
+	"^drafter: cannot start the VM: the snapshot was made with upstream Firecracker, which maps guest memory privately: live migration needs the loopholelabs fork$"
 is "upstream snapshot: nothing stays mounted" "$(mounts)" 0
+
+# --- a package in the original's format (its config is only the agent port): run it first
+mkdir -p orig
+cp --sparse=always fork/* orig/
+printf '{"agentVSockPort":26}' >orig/config.json
+truncate -s 1M orig/config.json
+export FC_CONTRACT_FLAVOR=fork FC_CONTRACT_LOG=$T/orig-peer.jsonl
+out=$(timeout 60 drafter peer "${fcopts[@]}" --netns $ns0 --mount-dir "$T/mnt" --devices "$(devs base "$T/orig")" \
+	--raddr '' --laddr 127.0.0.1:1 2>&1)
+rc=$?
+ok "original's package: the peer exits non-zero ($rc)" test $rc -ne 0 -a $rc -ne 124
+like "original's package: refused in one line" "$(printf '%s\n' "$out" | grep -v "is at")" \
+	"^drafter: cannot start the VM: the snapshot was made by the original drafter: resume it once with 'drafter run' before migrating it$"
+ok "original's package: Firecracker was never started" test ! -s orig-peer.jsonl
 
 # --- the fork: A serves its VM, B migrates it in
 cp --sparse=always fork/* a/

@@ -136,13 +136,11 @@ static int read_meta(struct vmmig *m, struct vm_meta *meta, char *err, size_t er
 		return r;
 	}
 	if (!meta->has_drafter) {
-		snprintf(err, errlen, "cannot migrate '%s': only snapshots made by drafter can be migrated (resume it once with 'drafter run')",
-			 m->config);
+		snprintf(err, errlen, "the snapshot was made by the original drafter: resume it once with 'drafter run' before migrating it");
 		return -EOPNOTSUPP;
 	}
 	if (meta->machine.kind == VM_KIND_FIRECRACKER && !meta->machine.fc_fork) {
-		snprintf(err, errlen, "cannot migrate '%s': the snapshot was made with upstream Firecracker, which maps guest memory privately; live migration needs the loopholelabs fork",
-			 m->config);
+		snprintf(err, errlen, "the snapshot was made with upstream Firecracker, which maps guest memory privately: live migration needs the loopholelabs fork");
 		return -EOPNOTSUPP;
 	}
 	return 0;
