@@ -16,15 +16,7 @@
 requires ip
 requires_root
 [ -e /dev/fuse ] || skip_all "no /dev/fuse"
-/usr/bin/python3 -c 'import yaml' 2>/dev/null || skip_all "python3-yaml is not installed"
-if [ -z "${FC_CONTRACT_SPECS:-}" ]; then
-	for d in "$top_srcdir/../shared/reference/firecracker" /usr/share/doc/firecracker; do
-		[ -f "$d/firecracker-upstream.yaml" ] && FC_CONTRACT_SPECS=$(cd "$d" && pwd) && break
-	done
-fi
-[ -f "${FC_CONTRACT_SPECS:-}/firecracker-upstream.yaml" ] ||
-	skip_all "Firecracker's OpenAPI files not found (set FC_CONTRACT_SPECS to the directory holding firecracker-upstream.yaml)"
-export FC_CONTRACT_SPECS
+. "$top_srcdir/tests/fc-lib.sh"
 diag "real Firecracker skipped (needs KVM and the binaries): migrating against the contract server"
 
 tmpdir
@@ -39,9 +31,8 @@ cleanup_fn 'for p in $pids; do pkill -KILL -P $p; kill -KILL $p; done 2>/dev/nul
 cleanup_fn 'grep -o "$T/mnt[^ ]*" /proc/mounts | xargs -r -n1 umount -l'
 
 cd "$T"
-mkdir -p bin bp a b mnt
-printf '#!/bin/sh\nexit 1\n' >bin/firecracker
-chmod +x bin/firecracker
+mkdir -p bp a b mnt
+fc_binaries bin
 head -c 300000 /dev/urandom >bp/vmlinux
 head -c 100000 /dev/urandom >bp/initramfs
 truncate -s 8M bp/rootfs.ext4
@@ -56,14 +47,6 @@ devs() {
 	done
 	echo "${out%,}]"
 }
-# calls LOG: "METHOD PATH STATUS TYPE" per API request, in order.
-calls() { /usr/bin/python3 -c '
-import json, sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if "method" in e:
-        print(e["method"], e["path"], e["status"], (e.get("body") or {}).get("snapshot_type", "") or (e.get("body") or {}).get("state", ""))
-' "$1"; }
 # ev LOG EVENT KEY [SUBKEY]: the last EVENT's KEY (or KEY.SUBKEY)
 ev() { /usr/bin/python3 -c '
 import json, sys
@@ -76,11 +59,6 @@ for l in open(sys.argv[1]):
             v = (v or {}).get(sys.argv[4])
 print("" if v is None else json.dumps(v).strip("\""))
 ' "$@"; }
-wait_for() { # wait_for FILE REGEX [TENTHS]
-	local i
-	for i in $(seq 1 "${3:-300}"); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	return 1
-}
 mounts() { grep -c " $T/mnt" /proc/mounts; }
 
 for flavor in fork upstream; do
@@ -93,29 +71,28 @@ for flavor in fork upstream; do
 	is "$flavor: snapshot exits 0" "$?" 0
 done
 
-# --- upstream Firecracker: refused before anything starts
-export FC_CONTRACT_FLAVOR=upstream FC_CONTRACT_LOG=$T/up-peer.jsonl
-out=$(timeout 60 drafter peer "${fcopts[@]}" --netns $ns0 --mount-dir "$T/mnt" --devices "$(devs base "$T/upstream")" \
-	--raddr '' --laddr 127.0.0.1:1 2>&1)
-rc=$?
-ok "upstream snapshot: the peer exits non-zero ($rc)" test $rc -ne 0 -a $rc -ne 124
-like "upstream snapshot: refused in one line" "$(printf '%s\n' "$out" | grep -v "is at")" \
-	"^drafter: cannot start the VM: the snapshot was made with upstream Firecracker, which maps guest memory privately: live migration needs the loopholelabs fork$"
-is "upstream snapshot: nothing stays mounted" "$(mounts)" 0
-
-# --- a package in the original's format (its config is only the agent port): run it first
+# refused NAME FLAVOR DIR WHY: a source peer on the files in DIR exits
+# non-zero at once with "cannot start the VM: WHY", starting no Firecracker
+refused() {
+	local out rc
+	export FC_CONTRACT_FLAVOR=$2 FC_CONTRACT_LOG=$T/$1-peer.jsonl
+	out=$(timeout 60 drafter peer "${fcopts[@]}" --netns $ns0 --mount-dir "$T/mnt" --devices "$(devs base "$3")" \
+		--raddr '' --laddr 127.0.0.1:1 2>&1)
+	rc=$?
+	ok "$1: the peer exits non-zero ($rc)" test $rc -ne 0 -a $rc -ne 124
+	like "$1: refused in one line" "$(printf '%s\n' "$out" | grep -v "is at")" "^drafter: cannot start the VM: $4\$"
+	ok "$1: Firecracker was never started" test ! -s "$T/$1-peer.jsonl"
+	is "$1: nothing stays mounted" "$(mounts)" 0
+}
+refused upstream upstream "$T/upstream" \
+	"the snapshot was made with upstream Firecracker, which maps guest memory privately: live migration needs the loopholelabs fork"
+# a package in the original's format (its config is only the agent port)
 mkdir -p orig
 cp --sparse=always fork/* orig/
 printf '{"agentVSockPort":26}' >orig/config.json
 truncate -s 1M orig/config.json
-export FC_CONTRACT_FLAVOR=fork FC_CONTRACT_LOG=$T/orig-peer.jsonl
-out=$(timeout 60 drafter peer "${fcopts[@]}" --netns $ns0 --mount-dir "$T/mnt" --devices "$(devs base "$T/orig")" \
-	--raddr '' --laddr 127.0.0.1:1 2>&1)
-rc=$?
-ok "original's package: the peer exits non-zero ($rc)" test $rc -ne 0 -a $rc -ne 124
-like "original's package: refused in one line" "$(printf '%s\n' "$out" | grep -v "is at")" \
-	"^drafter: cannot start the VM: the snapshot was made by the original drafter: resume it once with 'drafter run' before migrating it$"
-ok "original's package: Firecracker was never started" test ! -s orig-peer.jsonl
+refused original fork "$T/orig" \
+	"the snapshot was made by the original drafter: resume it once with 'drafter run' before migrating it"
 
 # --- the fork: A serves its VM, B migrates it in
 cp --sparse=always fork/* a/

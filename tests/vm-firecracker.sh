@@ -12,17 +12,7 @@
 
 requires ip
 requires_root
-/usr/bin/python3 -c 'import yaml' 2>/dev/null || skip_all "python3-yaml is not installed"
-# Firecracker's OpenAPI files are not vendored: they come from
-# $FC_CONTRACT_SPECS, or from the project's shared reference beside the checkout.
-if [ -z "${FC_CONTRACT_SPECS:-}" ]; then
-	for d in "$top_srcdir/../shared/reference/firecracker" /usr/share/doc/firecracker; do
-		[ -f "$d/firecracker-upstream.yaml" ] && FC_CONTRACT_SPECS=$(cd "$d" && pwd) && break
-	done
-fi
-[ -f "${FC_CONTRACT_SPECS:-}/firecracker-upstream.yaml" ] ||
-	skip_all "Firecracker's OpenAPI files not found (set FC_CONTRACT_SPECS to the directory holding firecracker-upstream.yaml)"
-export FC_CONTRACT_SPECS
+. "$top_srcdir/tests/fc-lib.sh"
 diag "real Firecracker skipped (needs KVM and the binaries): testing against the contract server"
 
 tmpdir
@@ -34,10 +24,8 @@ pids=
 cleanup_fn 'for p in $pids; do pkill -KILL -P $p; kill -KILL $p; done 2>/dev/null; true'
 
 cd "$T"
-mkdir -p bin bp
-# The jailer is told to exec "firecracker"; the stand-in never runs it.
-printf '#!/bin/sh\nexit 1\n' >bin/firecracker
-chmod +x bin/firecracker
+mkdir -p bp
+fc_binaries bin
 head -c 300000 /dev/urandom >bp/vmlinux
 head -c 100000 /dev/urandom >bp/initramfs
 truncate -s 8M bp/rootfs.ext4
@@ -46,14 +34,6 @@ truncate -s 4M bp/extra.ext4
 fcopts=(--vmm firecracker --jailer-bin "$top_srcdir/tests/fc-contract-jailer"
 	--firecracker-bin "$T/bin/firecracker" --netns $ns --chroot-base-dir "$T/vms" --no-enable-output)
 
-# calls LOG: "METHOD PATH STATUS" per API request, in order.
-calls() { /usr/bin/python3 -c '
-import json, sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if "method" in e:
-        print(e["method"], e["path"], e["status"], (e.get("body") or {}).get("snapshot_type", "") or (e.get("body") or {}).get("state", ""))
-' "$1"; }
 # jq-free field lookup in the log: the last event EV's KEY.
 last() { /usr/bin/python3 -c '
 import json, sys
@@ -64,11 +44,6 @@ for l in open(sys.argv[1]):
         v = e
 print("" if v is None else json.dumps(v.get(sys.argv[3]) if not isinstance(v.get(sys.argv[3]), dict) else v[sys.argv[3]], sort_keys=True).strip("\""))
 ' "$@"; }
-wait_for() { # wait_for FILE REGEX: until the file matches (bounded)
-	local i
-	for i in $(seq 1 300); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-	return 1
-}
 
 for flavor in fork upstream; do
 	export FC_CONTRACT_FLAVOR=$flavor

@@ -13,7 +13,7 @@ libdrafter_core_la_SOURCES += \
 TESTS += tests/vm-qemu.sh tests/vm-nat.sh
 EXTRA_DIST += tests/vm-qemu.sh tests/vm-nat.sh
 TESTS += tests/vm-firecracker.sh
-EXTRA_DIST += tests/vm-firecracker.sh tests/fc-contract-jailer
+EXTRA_DIST += tests/vm-firecracker.sh tests/fc-contract-jailer tests/fc-lib.sh
 
 check_PROGRAMS += tests/unit/test-vm tests/unit/test-vm-qmp
 TESTS += tests/unit/test-vm tests/unit/test-vm-qmp
