@@ -558,6 +558,14 @@ static int src_flush(void *ctx)
 	return p->expose ? store_expose_flush_all(p->expose) : 0;
 }
 
+static void src_first(void *ctx, void (*emit)(void *arg, const char *name, uint64_t off, uint64_t len), void *arg)
+{
+	struct peer *p = ctx;
+
+	if (p->vm)
+		vmmig_first_ranges(p->vm, emit, arg);
+}
+
 static int src_before_suspend(void *ctx)
 {
 	struct peer *p = ctx;
@@ -651,7 +659,7 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 					.postcopy = p->cfg->transport.postcopy };
 	struct xfer_hooks h = { .ctx = p, .flush = src_flush, .before_suspend = src_before_suspend, .suspend = src_suspend,
 				.resume = src_resume, .handover = src_handover,
-				.authority_data = src_authority_data };
+				.authority_data = src_authority_data, .first = src_first };
 	struct xfer_stats st = { 0 };
 	char err[256], size[32];
 	bool auth;

@@ -456,9 +456,13 @@ static int md_have(struct xfer_dev *d, struct xfer_range **r, size_t *n)
 	return 0;
 }
 
+static int authority_seen;
+static int64_t first_after_authority = -1; /* memory block delivered first after AUTHORITY */
 static int md_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
 {
 	struct memdev *m = d->ctx;
+	if (authority_seen && first_after_authority < 0 && !strcmp(d->name, "memory"))
+		first_after_authority = (int64_t)b;
 	memcpy(m->data + b * d->block_size, data, len);
 	m->delivered++;
 	return 0;
@@ -546,12 +550,27 @@ static int h_before_suspend(void *ctx)
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
+/* The suspend writes memory blocks 5 and 255 (the last), as a VM's state and stamp. */
 static int h_suspend(void *ctx)
 {
+	struct memdev *m = &src_devs[0];
+
 	(void)ctx;
 	suspended++;
+	pthread_mutex_lock(&m->lock);
+	for (uint64_t b = 5; b < 256; b += 250) {
+		m->data[b * m->dev.block_size + 3] ^= 0x3c;
+		m->dirty[b / 64] |= 1ull << (b % 64);
+	}
+	pthread_mutex_unlock(&m->lock);
 	usleep(suspend_us);
 	return 0;
+}
+/* What the destination reads first: the last block of memory. */
+static void h_first(void *ctx, void (*emit)(void *arg, const char *name, uint64_t off, uint64_t len), void *arg)
+{
+	(void)ctx;
+	emit(arg, "memory", 255 * 4096, 4096);
 }
 static int h_resume(void *ctx) { (void)ctx; resumed++; return 0; }
 static int h_handover(void *ctx) { (void)ctx; handed_over++; return 0; }
@@ -570,7 +589,7 @@ static void *src_thread(void *p)
 {
 	struct src_arg *a = p;
 	struct xfer_hooks h = { .flush = h_flush, .before_suspend = h_before_suspend, .suspend = h_suspend,
-				.resume = h_resume, .handover = h_handover };
+				.resume = h_resume, .handover = h_handover, .first = h_first };
 	struct xfer_source_opts o = { .read_only = a->read_only, .postcopy = engine_postcopy };
 	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
 	if (a->r == 0)
@@ -592,7 +611,6 @@ static int dst_open(void *ctx, uint16_t id, const char *name, uint64_t size, uin
 	return 0;
 }
 
-static int authority_seen;
 static int h_authority(void *ctx, const uint8_t *d, size_t n)
 {
 	(void)ctx;
@@ -634,6 +652,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		memcpy(dst_devs[0].data, src_devs[0].data, 16 * 4096);
 	}
 	suspended = resumed = handed_over = flushes = authority_seen = told = 0;
+	first_after_authority = -1;
 
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 	sa.c = engine_timeouts ? timed_conn(sv[0], "src") : xfer_conn_from_fd(sv[0], "src");
@@ -670,6 +689,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 	} else {
 		is_int(suspended, 1, "suspended once");
 		ok(told == 1 && told_before_suspend, "BeforeSuspend once, before the suspend");
+		is_int((int)first_after_authority, 255, "after AUTHORITY the block the hooks name goes first");
 		ok(sa.st.final_dirty < 20, "what the guest wrote at BeforeSuspend went in a closing cycle, not after "
 		   "the suspend (%" PRIu64 " blocks in the final lists)", sa.st.final_dirty);
 		is_int(handed_over, 1, "handed over once");

@@ -158,6 +158,13 @@ static int check_snapshot(struct vmmig *m, const struct vm_meta *meta, char *err
 	return r;
 }
 
+void vmmig_first_ranges(const struct vmmig *m, vmmig_range_fn fn, void *ctx)
+{
+	fn(ctx, "config", 0, UINT64_MAX);
+	fn(ctx, "state", 0, UINT64_MAX);
+	fn(ctx, "memory", (uint64_t)m->meta.machine.memory_mib * MIB, VM_STAMP_LEN);
+}
+
 /*
  * The VMM of a destination started ahead of the handover: it is up (with
  * -incoming) and about to load the device state. Wait for the devices to
@@ -179,11 +186,8 @@ static int authority_then_load(void *ctx)
 	}
 	log_debug("devices ours at %.3f", (double)vmmig_realtime_ns() / 1e9);
 	/* The record, the state and the stamp are read next, one after the other. */
-	if (m->wait.prefetch) {
-		m->wait.prefetch(m->wait.ctx, "config", 0, UINT64_MAX);
-		m->wait.prefetch(m->wait.ctx, "state", 0, UINT64_MAX);
-		m->wait.prefetch(m->wait.ctx, "memory", (uint64_t)m->meta.machine.memory_mib * MIB, VM_STAMP_LEN);
-	}
+	if (m->wait.prefetch)
+		vmmig_first_ranges(m, m->wait.prefetch, m->wait.ctx);
 	r = read_meta(m, &meta, m->hook_err, sizeof m->hook_err);
 	if (r == 0 && !vm_machine_equal(&meta.machine, &m->meta.machine)) {
 		snprintf(m->hook_err, sizeof m->hook_err, "the machine changed during the migration");

@@ -30,11 +30,20 @@ bool vmmig_wanted(const struct config *cfg);
  * VM reads first, so that blocks still missing there are asked for at once
  * rather than one read after the other.
  */
+typedef void (*vmmig_range_fn)(void *ctx, const char *name, uint64_t off, uint64_t len);
+
 struct vmmig_wait {
 	int (*fn)(void *ctx);
-	void (*prefetch)(void *ctx, const char *name, uint64_t off, uint64_t len);
+	vmmig_range_fn prefetch;
 	void *ctx;
 };
+
+/*
+ * The byte ranges of devices a destination reads before it can resume the
+ * VM: the snapshot record, the state, the memory stamp. A destination asks
+ * for them at once; a source sends them first after the handover.
+ */
+void vmmig_first_ranges(const struct vmmig *m, vmmig_range_fn fn, void *ctx);
 
 /*
  * Restore and resume the VM whose devices PATH names; on success call

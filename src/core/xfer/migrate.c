@@ -715,15 +715,60 @@ static uint64_t bits_count(const uint64_t *bits, uint64_t n)
 	return c;
 }
 
+/* Post-copy of one pending block (unless a request took it meanwhile). */
+static int src_post_block(struct src *s, struct src_dev *sd, uint64_t b)
+{
+	int r = src_serve_priority(s);
+
+	if (r < 0 || !bit_test(sd->pending, b))
+		return r;
+	r = src_send_block(s, sd, b, false);
+	if (r < 0)
+		return r;
+	bit_set(sd->sent, b);
+	bit_clear(sd->pending, b);
+	return 0;
+}
+
+struct first_ctx {
+	struct src *s;
+	int r;
+};
+
+/* The hooks' "first" ranges: their pending blocks now. */
+static void src_first_range(void *arg, const char *name, uint64_t off, uint64_t len)
+{
+	struct first_ctx *f = arg;
+
+	for (size_t i = 0; i < f->s->n && f->r == 0; i++) {
+		struct src_dev *sd = &f->s->devs[i];
+		uint64_t size = sd->d->size, bs = sd->d->block_size;
+		if (strcmp(sd->d->name, name) != 0 || !len || off >= size)
+			continue;
+		uint64_t last = (len > size - off ? size - 1 : off + len - 1) / bs;
+		for (uint64_t b = off / bs; b <= last && f->r == 0; b++)
+			if (bit_test(sd->pending, b))
+				f->r = src_post_block(f->s, sd, b);
+	}
+}
+
 /*
- * Post-copy: the final dirty blocks not sent yet, requested ones first.
- * Devices with the fewest go first: the VM's state and snapshot record,
- * which the destination reads before anything else, ahead of its memory.
+ * Post-copy: the final dirty blocks not sent yet, requested ones first,
+ * then the ranges the hooks name (what the destination reads before it can
+ * resume its VM). Then devices with the fewest go first: the VM's state and
+ * snapshot record ahead of its memory.
  */
 static int src_post_copy(struct src *s)
 {
 	size_t order[XFER_MAX_DEVICES];
 	uint64_t count[XFER_MAX_DEVICES];
+	struct first_ctx f = { .s = s };
+
+	if (s->frozen && s->h && s->h->first) {
+		s->h->first(s->h->ctx, src_first_range, &f);
+		if (f.r < 0)
+			return f.r;
+	}
 
 	for (size_t i = 0; i < s->n; i++) {
 		size_t j = i;
@@ -737,19 +782,9 @@ static int src_post_copy(struct src *s)
 	for (size_t k = 0; k < s->n; k++) {
 		struct src_dev *sd = &s->devs[order[k]];
 		for (uint64_t b = 0; b < sd->nblocks; b++) {
-			int r;
-			if (!bit_test(sd->pending, b))
-				continue;
-			r = src_serve_priority(s);
+			int r = bit_test(sd->pending, b) ? src_post_block(s, sd, b) : 0;
 			if (r < 0)
 				return r;
-			if (!bit_test(sd->pending, b))
-				continue;
-			r = src_send_block(s, sd, b, false);
-			if (r < 0)
-				return r;
-			bit_set(sd->sent, b);
-			bit_clear(sd->pending, b);
 		}
 	}
 	return src_serve_priority(s);

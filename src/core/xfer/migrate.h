@@ -87,6 +87,13 @@ struct xfer_hooks {
 	int (*resume)(void *ctx);
 	int (*handover)(void *ctx);
 	int (*authority_data)(void *ctx, uint8_t *buf, size_t cap);
+	/*
+	 * Source, optional: calls EMIT with the byte ranges of devices (by
+	 * name) that the destination reads before anything else once it has
+	 * authority; their blocks still to send go first in post-copy.
+	 */
+	void (*first)(void *ctx, void (*emit)(void *arg, const char *name, uint64_t off, uint64_t len),
+		      void *arg);
 	int (*authority)(void *ctx, const uint8_t *data, size_t len);
 	/*
 	 * Destination, optional: at DONE, before acknowledging it: when the VM
