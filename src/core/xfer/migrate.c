@@ -631,9 +631,9 @@ static void src_cleanup(struct src *s)
 
 /*
  * 4. BeforeSuspend and, when blocks went out already, one closing cycle of
- * what the VM wrote meanwhile (it still runs: this is not downtime); then
- * suspend, and the final dirty lists, acknowledged: the devices no longer
- * change.
+ * what the VM wrote meanwhile and a flush (it still runs: this is not
+ * downtime); then suspend, and the final dirty lists, acknowledged: the
+ * devices no longer change.
  */
 static int src_freeze(struct src *s)
 {
@@ -651,6 +651,9 @@ static int src_freeze(struct src *s)
 				if (sd->d->ops->sync_dirty && sd->d->max_cycles)
 					r = src_cycle(s, sd, &n);
 			}
+			/* and what came meanwhile is written back before the pause, not in it */
+			if (r == 0)
+				r = src_flush(s);
 			if (r < 0)
 				return r;
 		}
