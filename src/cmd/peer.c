@@ -164,9 +164,20 @@ static int peer_wait_authority(void *ctx)
 		pthread_cond_wait(&p->cond, &p->lock);
 	ok = p->got_authority;
 	pthread_mutex_unlock(&p->lock);
-	if (ok)
-		store_expose_prefill_stop(p->expose);
 	return ok ? 0 : -ECANCELED;
+}
+
+/*
+ * Destination: the VM loads next. Guest memory stops being copied into the
+ * page cache only now, so the final dirty blocks that arrive while the
+ * snapshot is checked are copied too (the VM touches them first); after
+ * this a copy could overwrite what the VM writes.
+ */
+static void peer_settle(void *ctx)
+{
+	struct peer *p = ctx;
+
+	store_expose_prefill_stop(p->expose);
 }
 
 /* Destination: ask now for the missing blocks of LEN bytes at OFF of device NAME. */
@@ -198,6 +209,7 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 	if (r < 0 && wait && peer_wait_authority(p) == 0) {
 		/* e.g. the TAP still taken by a VM the source stops at the handover, or another machine */
 		log_debug("cannot start the VMM ahead of the handover (%s): starting it now", p->vm_err);
+		peer_settle(p);
 		vmmig_free(p->vm);
 		p->vm = NULL;
 		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);
@@ -479,7 +491,8 @@ static int peer_migrate_in(struct peer *p)
 		r = -EAGAIN;
 		snprintf(err, sizeof(err), "cannot start a thread");
 	} else {
-		struct vmmig_wait w = { .fn = peer_wait_authority, .prefetch = peer_prefetch, .ctx = p };
+		struct vmmig_wait w = { .fn = peer_wait_authority, .prefetch = peer_prefetch, .settle = peer_settle,
+					.ctx = p };
 		bool start_vm;
 
 		pthread_mutex_lock(&p->lock);

@@ -203,6 +203,8 @@ static int authority_then_load(void *ctx)
 	m->meta = meta;
 	m->vm.spec.state_size = meta.state_size;
 	log_debug("snapshot %s checked at %.3f", meta.snapshot_id, (double)vmmig_realtime_ns() / 1e9);
+	if (m->wait.settle)
+		m->wait.settle(m->wait.ctx);
 	return 0;
 }
 

@@ -28,13 +28,19 @@ bool vmmig_wanted(const struct config *cfg);
  * until the devices are ours (0) or the migration failed (-errno). Then
  * PREFETCH (optional) is told which LEN bytes at OFF of device NAME the
  * VM reads first, so that blocks still missing there are asked for at once
- * rather than one read after the other.
+ * rather than one read after the other, and SETTLE comes right before the
+ * load.
  */
 typedef void (*vmmig_range_fn)(void *ctx, const char *name, uint64_t off, uint64_t len);
 
 struct vmmig_wait {
 	int (*fn)(void *ctx);
 	vmmig_range_fn prefetch;
+	/*
+	 * Optional: the snapshot is checked and the VMM loads the state next;
+	 * from now on nothing may write the devices behind the VM's back.
+	 */
+	void (*settle)(void *ctx);
 	void *ctx;
 };
 
