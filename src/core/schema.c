@@ -210,7 +210,7 @@ const struct setting schema_settings[] = {
     {S_BOOL("transport.json", transport.json), "json", 0, B(PEER), "", NULL,
      "print each migration's summary as one JSON line on standard output"},
     {S_BOOL("transport.postcopy", transport.postcopy), "postcopy", 0, B(PEER), "", NULL,
-     "migrating away: hand the VM over before any block is sent, everything is post-copied"},
+     "migrating away: hand the VM over before any block the destination did not ask for, everything is post-copied"},
     {S_DUR("transport.timeout", transport.timeout_ns), "timeout", 0,
      B(REGISTRY) | B(PEER) | B(TERMINATE), NULL, "DURATION",
      "give up a migration when the other side sends nothing for this long (0: never)"},

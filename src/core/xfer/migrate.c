@@ -335,6 +335,54 @@ static int src_serve_priority(struct src *s)
 	}
 }
 
+struct hook_run {
+	struct src *s;
+	int (*fn)(void *ctx);
+	int r;
+	bool done;
+};
+
+static void *hook_thread(void *arg)
+{
+	struct hook_run *h = arg;
+	int r = h->fn(h->s->h->ctx);
+
+	pthread_mutex_lock(&h->s->lock);
+	h->r = r;
+	h->done = true;
+	pthread_cond_broadcast(&h->s->cond);
+	pthread_mutex_unlock(&h->s->lock);
+	return NULL;
+}
+
+/*
+ * Run FN, a hook that waits for someone else (BeforeSuspend waits for the
+ * guest), in a thread of its own and serve the destination's requests
+ * meanwhile: a destination's VMM starting ahead of the handover reads its
+ * kernel then, instead of after AUTHORITY.
+ */
+static int src_hook_serving(struct src *s, int (*fn)(void *ctx))
+{
+	struct hook_run h = { .s = s, .fn = fn };
+	pthread_t t;
+	int r = 0;
+
+	if (pthread_create(&t, NULL, hook_thread, &h) != 0)
+		return fn(s->h->ctx);
+	for (;;) {
+		r = src_serve_priority(s);
+		pthread_mutex_lock(&s->lock);
+		if (r == 0 && !h.done && !s->pq_len && !s->failed)
+			pthread_cond_wait(&s->cond, &s->lock);
+		bool done = h.done;
+		pthread_mutex_unlock(&s->lock);
+		if (r < 0 || done)
+			break;
+	}
+	pthread_join(t, NULL);
+	return r < 0 ? r : h.r;
+}
+
 /* Wait up to NS, serving priority requests meanwhile. */
 static int src_throttle(struct src *s, uint64_t ns)
 {
@@ -641,7 +689,7 @@ static int src_freeze(struct src *s)
 	int r;
 
 	if (s->h && s->h->before_suspend) {
-		if ((r = s->h->before_suspend(s->h->ctx)) < 0)
+		if ((r = src_hook_serving(s, s->h->before_suspend)) < 0)
 			return src_fail(s, r, "cannot suspend: %s", strerror(-r)), r;
 		if (s->st->cycles) {
 			r = src_flush(s);
