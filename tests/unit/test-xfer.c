@@ -566,6 +566,7 @@ static int h_suspend(void *ctx)
 	usleep(suspend_us);
 	return 0;
 }
+static int h_suspend_plain(void *ctx) { (void)ctx; return 0; }
 /* What the destination reads first: the last block of memory. */
 static void h_first(void *ctx, void (*emit)(void *arg, const char *name, uint64_t off, uint64_t len), void *arg)
 {
@@ -822,6 +823,124 @@ static void *prio_src_thread(void *p)
 	return NULL;
 }
 
+/*
+ * Post-copy: the destination asks for a block as soon as the devices are
+ * announced (its VMM reads its kernel); the source answers it while its
+ * BeforeSuspend waits for the guest, not after AUTHORITY.
+ */
+static struct memdev bs_src, bs_dst;
+static struct xfer_conn *bs_conn;
+static int bs_delivered, bs_before_auth, bs_served_in_hook;
+
+static int bs_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
+{
+	struct memdev *m = d->ctx;
+	memcpy(m->data + b * d->block_size, data, len);
+	if (b == 200 && !__atomic_load_n(&bs_delivered, __ATOMIC_SEQ_CST)) {
+		bs_before_auth = !authority_seen;
+		__atomic_store_n(&bs_delivered, 1, __ATOMIC_SEQ_CST);
+	}
+	return 0;
+}
+
+static const struct xfer_dev_ops bs_ops = {
+	.read_block = md_read,
+	.sync_dirty = md_sync,
+	.deliver = bs_deliver,
+	.invalidate = md_invalidate,
+};
+
+static int bs_ready(void *ctx)
+{
+	(void)ctx;
+	return xfer_request(bs_conn, 1, 200, 1);
+}
+
+/* The guest takes its time: up to 3 s, or until the block asked for arrived. */
+static int bs_before_suspend(void *ctx)
+{
+	(void)ctx;
+	for (int i = 0; i < 3000 && !__atomic_load_n(&bs_delivered, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	bs_served_in_hook = __atomic_load_n(&bs_delivered, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static int bs_authority(void *ctx, const uint8_t *d, size_t n)
+{
+	(void)ctx;
+	(void)d;
+	(void)n;
+	authority_seen = 1;
+	return 0;
+}
+
+static void *bs_src_thread(void *p)
+{
+	struct src_arg *a = p;
+	struct xfer_dev *devs[1] = { &bs_src.dev };
+	struct xfer_hooks h = { .before_suspend = bs_before_suspend, .suspend = h_suspend_plain,
+				.handover = h_handover };
+	struct xfer_source_opts o = { .postcopy = true };
+
+	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
+	if (a->r == 0)
+		a->r = xfer_source_run(a->c, devs, 1, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
+	return NULL;
+}
+
+static int bs_open(void *ctx, uint16_t id, const char *name, uint64_t size, uint32_t bs,
+		   uint32_t flags, struct xfer_dev **out, char *err, size_t errlen)
+{
+	(void)ctx;
+	(void)id;
+	(void)name;
+	(void)flags;
+	(void)err;
+	(void)errlen;
+	if (size != bs_dst.dev.size || bs != bs_dst.dev.block_size)
+		return -EINVAL;
+	*out = &bs_dst.dev;
+	return 0;
+}
+
+static void test_requests_during_before_suspend(void)
+{
+	int sv[2];
+	pthread_t t;
+	struct src_arg sa = { 0 };
+	struct xfer_stats st = { 0 };
+	char err[256] = "";
+	bool auth;
+
+	md_init(&bs_src, "memory", 1 << 20, 4096);
+	md_init(&bs_dst, "memory", 1 << 20, 4096);
+	bs_src.dev.ops = &bs_ops;
+	bs_dst.dev.ops = &bs_ops;
+	for (size_t i = 0; i < (1 << 20); i += 61)
+		bs_src.data[i] = (uint8_t)(i | 1);
+	bs_delivered = bs_before_auth = bs_served_in_hook = authority_seen = 0;
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = xfer_conn_from_fd(sv[0], "src");
+	bs_conn = xfer_conn_from_fd(sv[1], "dst");
+	pthread_create(&t, NULL, bs_src_thread, &sa);
+	int r = xfer_handshake(bs_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD);
+	struct xfer_dest_opts o = { .open = bs_open, .ready = bs_ready };
+	struct xfer_hooks h = { .authority = bs_authority };
+	if (r == 0)
+		r = xfer_dest_run(bs_conn, &o, &h, &st, &auth, err, sizeof(err));
+	pthread_join(t, NULL);
+	is_int(r, 0, "BeforeSuspend: destination completed%s%s", err[0] ? ": " : "", err);
+	is_int(sa.r, 0, "BeforeSuspend: source completed%s%s", sa.err[0] ? ": " : "", sa.err);
+	ok(bs_served_in_hook && bs_before_auth,
+	   "post-copy: a block asked for while BeforeSuspend waits arrives before it ends, before AUTHORITY");
+	ok(memcmp(bs_src.data, bs_dst.data, 1 << 20) == 0, "BeforeSuspend: memory device equal");
+	xfer_conn_free(sa.c);
+	xfer_conn_free(bs_conn);
+	md_free(&bs_src);
+	md_free(&bs_dst);
+}
+
 static void test_priority(void)
 {
 	const uint64_t size = 64ull << 20;
@@ -1053,6 +1172,7 @@ int main(void)
 	engine_postcopy = false;
 	test_break();
 	test_priority();
+	test_requests_during_before_suspend();
 	test_timeout_setting();
 	diag("stalled peers (a few seconds)");
 	test_stalled_destination();
