@@ -297,6 +297,25 @@ static const struct xfer_conn_ops tls_ops = {
 
 /* ---- connections ---- */
 
+/*
+ * Set the connection's failure reason (KEEP: unless one is there already).
+ * The reading and the writing thread may fail at the same moment.
+ */
+static void conn_err(struct xfer_conn *c, bool keep, const char *fmt, ...) _printf_(3, 4);
+static void conn_err(struct xfer_conn *c, bool keep, const char *fmt, ...)
+{
+	char buf[sizeof(c->err)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&c->err_lock);
+	if (!keep || !c->err[0])
+		memcpy(c->err, buf, sizeof(buf));
+	pthread_mutex_unlock(&c->err_lock);
+}
+
 static void keepalive_wake(struct xfer_conn *c, bool stop);
 static void keepalive_stop(struct xfer_conn *c);
 
@@ -311,6 +330,7 @@ struct xfer_conn *xfer_conn_from_fd(int fd, const char *peer)
 	c->last_out_ns = now_ns();
 	pthread_mutex_init(&c->ssl_lock, NULL);
 	pthread_mutex_init(&c->write_lock, NULL);
+	pthread_mutex_init(&c->err_lock, NULL);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "peer");
 	return c;
 }
@@ -325,6 +345,7 @@ void xfer_conn_free(struct xfer_conn *c)
 		close(c->fd);
 	pthread_mutex_destroy(&c->ssl_lock);
 	pthread_mutex_destroy(&c->write_lock);
+	pthread_mutex_destroy(&c->err_lock);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);
@@ -363,11 +384,9 @@ static int wait_fd(struct xfer_conn *c, short events)
 			char d[32];
 			format_duration((uint64_t)c->timeout_ms * 1000000ull, d, sizeof(d));
 			if (events & POLLIN)
-				snprintf(c->err, sizeof(c->err),
-					 "no message for %s: the peer stopped answering", d);
+				conn_err(c, true, "no message for %s: the peer stopped answering", d);
 			else
-				snprintf(c->err, sizeof(c->err),
-					 "the peer took no data for %s: it stopped answering", d);
+				conn_err(c, true, "the peer took no data for %s: it stopped answering", d);
 			return -ETIMEDOUT;
 		}
 		return 0;
@@ -411,15 +430,14 @@ int xfer_conn_read_full(struct xfer_conn *c, void *buf, size_t len)
 		if (n == -EINTR)
 			continue;
 		if (n < 0) {
-			if (!c->err[0])
-				snprintf(c->err, sizeof(c->err), "%s", strerror((int)-n));
+			conn_err(c, true, "%s", strerror((int)-n));
 			return (int)n;
 		}
 		if (n == 0) {
 			c->eof = true;
 			if (got == 0)
 				return 1;
-			snprintf(c->err, sizeof(c->err), "connection closed in the middle of a frame");
+			conn_err(c, false, "connection closed in the middle of a frame");
 			return -ECONNRESET;
 		}
 		c->bytes_in += (uint64_t)n;
@@ -450,8 +468,7 @@ static int write_all_locked(struct xfer_conn *c, const void *buf, size_t len)
 			continue;
 		if (n <= 0) {
 			int r = n == 0 ? -EPIPE : (int)n;
-			if (!c->err[0])
-				snprintf(c->err, sizeof(c->err), "%s", strerror(-r));
+			conn_err(c, true, "%s", strerror(-r));
 			return r;
 		}
 		p += n;
@@ -488,8 +505,7 @@ static int sendmsg_all_locked(struct xfer_conn *c, const struct iovec *iov, int 
 				continue;
 			}
 			int r = -errno;
-			if (!c->err[0])
-				snprintf(c->err, sizeof(c->err), "%s", strerror(errno));
+			conn_err(c, true, "%s", strerror(errno));
 			return r;
 		}
 		c->bytes_out += (uint64_t)w;
@@ -689,7 +705,7 @@ static int keepalive_start(struct xfer_conn *c)
 		pthread_cond_destroy(&ka->cond);
 		pthread_mutex_destroy(&ka->lock);
 		free(ka);
-		snprintf(c->err, sizeof(c->err), "cannot start a thread");
+		conn_err(c, false, "cannot start a thread");
 		return -r;
 	}
 	return 0;
@@ -738,7 +754,7 @@ static int recv_frame(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xf
 		return r;
 	r = xfer_hdr_decode(raw, &h);
 	if (r < 0) {
-		snprintf(c->err, sizeof(c->err), "%s",
+		conn_err(c, false, "%s",
 			 r == -EMSGSIZE ? "frame larger than the protocol limit" : "malformed frame header");
 		return r;
 	}
@@ -753,7 +769,7 @@ static int recv_frame(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xf
 	if (h.len) {
 		r = xfer_conn_read_full(c, *buf, h.len);
 		if (r == 1) {
-			snprintf(c->err, sizeof(c->err), "connection closed in the middle of a frame");
+			conn_err(c, false, "connection closed in the middle of a frame");
 			return -ECONNRESET;
 		}
 		if (r < 0)
@@ -761,7 +777,7 @@ static int recv_frame(struct xfer_conn *c, uint8_t **buf, size_t *cap, struct xf
 	}
 	r = xfer_msg_decode(&h, *buf, h.len, m);
 	if (r < 0)
-		snprintf(c->err, sizeof(c->err), "malformed %s message", xfer_type_name(h.type));
+		conn_err(c, false, "malformed %s message", xfer_type_name(h.type));
 	return r;
 }
 
@@ -805,31 +821,31 @@ int xfer_handshake(struct xfer_conn *c, enum xfer_role role, uint32_t caps)
 	if (r == 1 || r == -ECONNRESET) {
 		/* A TLS peer that refused us has said why already (c->err). */
 		if (c->ops != &tls_ops)
-			snprintf(c->err, sizeof(c->err),
+			conn_err(c, false,
 				 "peer closed the connection during the handshake (a TLS listener does that to plaintext clients)");
 		else if (!c->err[0] || r == 1)
-			snprintf(c->err, sizeof(c->err), "peer closed the connection during the handshake");
+			conn_err(c, false, "peer closed the connection during the handshake");
 		return -ECONNRESET;
 	}
 	if (r < 0)
 		return r;
 	r = xfer_hello_decode(theirs, &c->hello);
 	if (r == -EPROTONOSUPPORT) {
-		snprintf(c->err, sizeof(c->err),
+		conn_err(c, false,
 			 "peer speaks protocol version %u, this drafter speaks version %u",
 			 c->hello.version, XFER_VERSION);
 		return r;
 	}
 	if (r < 0) {
 		if (theirs[0] == 0x16 || theirs[0] == 0x15)
-			snprintf(c->err, sizeof(c->err),
+			conn_err(c, false,
 				 "peer speaks TLS but this side is plaintext (configure TLS on both sides)");
 		else
-			snprintf(c->err, sizeof(c->err), "peer does not speak the drafter protocol");
+			conn_err(c, false, "peer does not speak the drafter protocol");
 		return r;
 	}
 	if (c->hello.role == (uint16_t)role) {
-		snprintf(c->err, sizeof(c->err), "peer is also a %s",
+		conn_err(c, false, "peer is also a %s",
 			 role == XFER_ROLE_SOURCE ? "source" : "destination");
 		return -EPROTO;
 	}
@@ -1036,7 +1052,7 @@ static int tls_start(struct xfer_conn *c, struct xfer_tls *tls, const char *host
 	ERR_clear_error();
 	ssl = SSL_new(tls->ctx);
 	if (!ssl || SSL_set_fd(ssl, c->fd) != 1) {
-		snprintf(c->err, sizeof(c->err), "cannot set up TLS");
+		conn_err(c, false, "cannot set up TLS");
 		return -ENOMEM;
 	}
 	if (!tls->server) {
@@ -1063,7 +1079,7 @@ static int tls_start(struct xfer_conn *c, struct xfer_tls *tls, const char *host
 		    strstr(why, "http request"))
 			snprintf(why + strlen(why), sizeof(why) - strlen(why),
 				 " (the peer is not speaking TLS)");
-		snprintf(c->err, sizeof(c->err), "TLS handshake failed: %s", why);
+		conn_err(c, false, "TLS handshake failed: %s", why);
 		return -EPROTO;
 	}
 	c->ssl = TAKE_PTR(ssl);

@@ -43,6 +43,7 @@ struct xfer_conn {
 	pthread_mutex_t write_lock;
 	char peer[128];   /* "127.0.0.1:1337", "unix:/run/x.sock" */
 	char err[256];    /* the reason of the last transport failure, for the user */
+	pthread_mutex_t err_lock; /* err is written by the reading and the writing thread */
 	bool eof;
 	int timeout_ms; /* bound on each wait for the peer; 0: none */
 	uint32_t idle_ms;      /* receive timeout after the handshake (announced); 0: none */
