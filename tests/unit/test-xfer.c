@@ -788,18 +788,20 @@ static int prio_authority(void *ctx, const uint8_t *d, size_t n)
 	return xfer_request(prio_conn, 1, prio_block, 1);
 }
 
-static int prio_open(void *ctx, uint16_t id, const char *name, uint64_t size, uint32_t bs,
-		     uint32_t flags, struct xfer_dev **out, char *err, size_t errlen)
+/* A destination with one device, the memdev CTX. */
+static int one_dev_open(void *ctx, uint16_t id, const char *name, uint64_t size, uint32_t bs,
+			uint32_t flags, struct xfer_dev **out, char *err, size_t errlen)
 {
-	(void)ctx;
+	struct memdev *m = ctx;
+
 	(void)id;
 	(void)name;
 	(void)flags;
 	(void)err;
 	(void)errlen;
-	if (size != prio_dst.dev.size || bs != prio_dst.dev.block_size)
+	if (size != m->dev.size || bs != m->dev.block_size)
 		return -EINVAL;
-	*out = &prio_dst.dev;
+	*out = &m->dev;
 	return 0;
 }
 
@@ -889,21 +891,6 @@ static void *bs_src_thread(void *p)
 	return NULL;
 }
 
-static int bs_open(void *ctx, uint16_t id, const char *name, uint64_t size, uint32_t bs,
-		   uint32_t flags, struct xfer_dev **out, char *err, size_t errlen)
-{
-	(void)ctx;
-	(void)id;
-	(void)name;
-	(void)flags;
-	(void)err;
-	(void)errlen;
-	if (size != bs_dst.dev.size || bs != bs_dst.dev.block_size)
-		return -EINVAL;
-	*out = &bs_dst.dev;
-	return 0;
-}
-
 static void test_requests_during_before_suspend(void)
 {
 	int sv[2];
@@ -925,7 +912,7 @@ static void test_requests_during_before_suspend(void)
 	bs_conn = xfer_conn_from_fd(sv[1], "dst");
 	pthread_create(&t, NULL, bs_src_thread, &sa);
 	int r = xfer_handshake(bs_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD);
-	struct xfer_dest_opts o = { .open = bs_open, .ready = bs_ready };
+	struct xfer_dest_opts o = { .ctx = &bs_dst, .open = one_dev_open, .ready = bs_ready };
 	struct xfer_hooks h = { .authority = bs_authority };
 	if (r == 0)
 		r = xfer_dest_run(bs_conn, &o, &h, &st, &auth, err, sizeof(err));
@@ -970,7 +957,7 @@ static void test_priority(void)
 	prio_conn = xfer_conn_from_fd(sv[1], "dst");
 	pthread_create(&t, NULL, prio_src_thread, &sa);
 	int r = xfer_handshake(prio_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD);
-	struct xfer_dest_opts o = { .open = prio_open };
+	struct xfer_dest_opts o = { .ctx = &prio_dst, .open = one_dev_open };
 	struct xfer_hooks h = { .authority = prio_authority };
 	if (r == 0)
 		r = xfer_dest_run(prio_conn, &o, &h, &st, &auth, err, sizeof(err));
