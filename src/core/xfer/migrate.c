@@ -538,6 +538,20 @@ static int src_sync(struct src *s, struct src_dev *sd, uint64_t **list, size_t *
 	return r;
 }
 
+/* Whether the device takes part in dirty cycles (it can list what changed, and may). */
+static bool src_takes_cycles(const struct src_dev *sd)
+{
+	return sd->d->ops->sync_dirty && sd->d->max_cycles;
+}
+
+/* List what changed in the device since the last list and send the list. */
+static int src_list(struct src *s, struct src_dev *sd, uint64_t **list, size_t *n, uint32_t *txid)
+{
+	int r = src_sync(s, sd, list, n);
+
+	return r < 0 ? r : src_send_list(s, sd, *list, *n, txid);
+}
+
 static int src_flush(struct src *s)
 {
 	int r = 0;
@@ -555,10 +569,7 @@ static int src_cycle(struct src *s, struct src_dev *sd, size_t *count)
 	uint32_t txid;
 	int r;
 
-	r = src_sync(s, sd, &list, &n);
-	if (r < 0)
-		return r;
-	r = src_send_list(s, sd, list, n, &txid);
+	r = src_list(s, sd, &list, &n, &txid);
 	if (r < 0)
 		return r;
 	r = src_wait_ack(s, txid);
@@ -584,7 +595,7 @@ static int src_dirty_cycles(struct src *s)
 
 	for (size_t i = 0; i < s->n; i++) {
 		struct src_dev *sd = &s->devs[i];
-		sd->ready = !sd->d->ops->sync_dirty || sd->d->max_cycles == 0;
+		sd->ready = !src_takes_cycles(sd);
 		any_cycles |= !sd->ready;
 	}
 	while (any_cycles) {
@@ -599,7 +610,7 @@ static int src_dirty_cycles(struct src *s)
 			struct src_dev *sd = &s->devs[i];
 			size_t n;
 
-			if (!sd->d->ops->sync_dirty || sd->d->max_cycles == 0)
+			if (!src_takes_cycles(sd))
 				continue;
 			r = src_cycle(s, sd, &n);
 			if (r < 0)
@@ -696,7 +707,7 @@ static int src_freeze(struct src *s)
 			for (size_t i = 0; r == 0 && i < s->n; i++) {
 				struct src_dev *sd = &s->devs[i];
 				size_t n;
-				if (sd->d->ops->sync_dirty && sd->d->max_cycles)
+				if (src_takes_cycles(sd))
 					r = src_cycle(s, sd, &n);
 			}
 			/* and what came meanwhile is written back before the pause, not in it */
@@ -713,10 +724,7 @@ static int src_freeze(struct src *s)
 		struct src_dev *sd = &s->devs[i];
 		_cleanup_free_ uint64_t *list = NULL;
 		size_t n;
-		r = src_sync(s, sd, &list, &n);
-		if (r < 0)
-			return r;
-		r = src_send_list(s, sd, list, n, &last);
+		r = src_list(s, sd, &list, &n, &last);
 		if (r < 0)
 			return r;
 		for (size_t k = 0; k < n; k++)
