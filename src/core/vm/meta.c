@@ -425,7 +425,6 @@ int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_i
 	return 0;
 }
 
-/* Copy the data ranges of SRC into DST, leaving holes as holes. */
 /* Copy [FROM, END) of IN to the same offsets of OUT with read and write. */
 static int copy_range_rw(int in, int out, off_t from, off_t end)
 {
@@ -433,13 +432,9 @@ static int copy_range_rw(int in, int out, off_t from, off_t end)
 
 	while (from < end) {
 		size_t want = end - from < (off_t)sizeof buf ? (size_t)(end - from) : sizeof buf;
-		ssize_t n = pread(in, buf, want, from);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
+		ssize_t n = pread_full(in, buf, want, (uint64_t)from);
+		if (n <= 0)
+			return (int)n; /* 0: the file ends here */
 		int r = pwrite_all(out, buf, (size_t)n, (uint64_t)from);
 		if (r < 0)
 			return r;
@@ -448,6 +443,7 @@ static int copy_range_rw(int in, int out, off_t from, off_t end)
 	return 0;
 }
 
+/* Copy the data ranges of SRC into DST, leaving holes as holes. */
 static int copy_sparse(int in, int out, uint64_t size)
 {
 	off_t pos = 0;
