@@ -8,6 +8,7 @@
  * "prepared". Then reads commands, one a line, on stdin:
  *   engage     prints "engaged in MS ms" (the time net_hold_engage took)
  *   disengage  prints "disengaged held=N expired=0|1"
+ *   mac MAC    the guest's MAC for the next disengage, prints "mac set"
  *   release    (or end of file) releases, prints what was held, and exits.
  * MAX_WINDOW is a duration such as "1s" or "500ms".
  */
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/net/addr.h"
 #include "core/net/hold.h"
 #include "core/util.h"
 
@@ -27,7 +29,7 @@ static int usage(void)
 }
 
 /* Runs one command line; 1 when it was "release" (or end of file). */
-static int command(struct net_hold *h, const char *line)
+static int command(struct net_hold *h, char *line)
 {
 	struct net_hold_stats st = { 0 };
 	int r;
@@ -47,6 +49,17 @@ static int command(struct net_hold *h, const char *line)
 		printf("disengaged held=%" PRIu64 " expired=%d\n", st.held, st.expired);
 		if (r < 0)
 			fprintf(stderr, "net-hold: disengage failed: %s\n", strerror(-r));
+		return 0;
+	}
+	if (strncmp(line, "mac ", 4) == 0) {
+		uint8_t mac[6];
+		line[strcspn(line, "\n")] = 0;
+		if (net_mac_parse(line + 4, mac) < 0) {
+			fprintf(stderr, "net-hold: invalid MAC '%s'\n", line + 4);
+			return 0;
+		}
+		net_hold_set_guest_mac(h, mac);
+		printf("mac set\n");
 		return 0;
 	}
 	if (!str_eq(line, "release\n") && *line)

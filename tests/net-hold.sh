@@ -5,9 +5,10 @@
 # drops instead of blocking; the window ends on its own at its maximum length.
 # A hold prepared ahead of time diverts nothing until engaged (the engage
 # cost is reported), can hold several windows, holds a client running inside
-# the namespace too (before it resolves the guest's address), and leaves the
-# namespace's ruleset as it found it, also when never engaged or when its
-# process was killed.
+# the namespace too (before it resolves the guest's address), gives the
+# held packets' destinations the guest's MAC when it is known (no address
+# resolution after the window), and leaves the namespace's ruleset as it
+# found it, also when never engaged or when its process was killed.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/net-lib.sh"
 tmpdir
@@ -190,6 +191,47 @@ ok "disengage" hold_cmd disengage 'disengaged'
 like "the namespace's own packets were held" "$REPLY" 'held=[1-9]'
 ok "after the window: the client's data arrives" wait_size "$T/recv" 100000
 ok "not a byte lost or changed" cmp -s "$T/e" "$T/recv"
+release_hold
+is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
+
+# --- with the guest's MAC known, the held destinations need no resolution ---
+# The wire stays stopped until after the window: only drafter can have put
+# the guest's MAC in the neighbour table then.
+head -c 100000 /dev/urandom >"$T/f"
+rm -f "$T/recv" "$T/recv6"
+spawn ip netns exec "${P}g0" socat -u TCP-LISTEN:9105,reuseaddr OPEN:"$T/recv",creat,trunc
+wait_port "${P}g0" tcp 9105
+v6=$(ip -n "${P}0" -6 addr show dev tap0 scope global | grep -c inet6 || true)
+if [ "$v6" -gt 0 ]; then
+	spawn ip netns exec "${P}g0" socat -u TCP6-LISTEN:9106,reuseaddr OPEN:"$T/recv6",creat,trunc
+	wait_port "${P}g0" tcp 9106
+fi
+ok "hold prepared" start_hold -p
+ok "the guest's MAC is given" hold_cmd "mac 02:00:00:00:00:02" 'mac set'
+ok "engage" hold_cmd engage 'engaged in|cannot'
+kill -STOP "${WIRE_PID[0]}"
+ip -n "${P}0" neigh flush dev tap0
+ip -n "${P}0" -6 neigh flush dev tap0
+spawn ip netns exec "${P}0" socat -u OPEN:"$T/f" TCP:$GUEST4:9105
+[ "$v6" -gt 0 ] && spawn ip netns exec "${P}0" socat -u OPEN:"$T/f" TCP6:[$GUEST6]:9106
+sleep 1
+ok "disengage" hold_cmd disengage 'disengaged'
+neigh=$(ip -n "${P}0" neigh show $GUEST4 dev tap0)
+like "the guest's IPv4 address is at its MAC at once, with the guest not answering" "$neigh" 'lladdr 02:00:00:00:00:02'
+if [ "$v6" -gt 0 ]; then
+	neigh=$(ip -n "${P}0" -6 neigh show $GUEST6 dev tap0)
+	like "and its IPv6 address" "$neigh" 'lladdr 02:00:00:00:00:02'
+else
+	pass "no IPv6 on tap0: the IPv6 neighbour is not checked"
+fi
+kill -CONT "${WIRE_PID[0]}"
+ok "after the window: the client's data arrives" wait_size "$T/recv" 100000
+ok "not a byte lost or changed" cmp -s "$T/f" "$T/recv"
+if [ "$v6" -gt 0 ]; then
+	ok "and over IPv6" wait_size "$T/recv6" 100000
+else
+	pass "no IPv6 on tap0: nothing sent over it"
+fi
 release_hold
 is "the namespace's ruleset is as before" "$(ruleset)" "$RULESET0"
 

@@ -26,6 +26,7 @@
 #include "cmd/cmds.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/net/addr.h"
 #include "core/net/hold.h"
 #include "core/progress.h"
 #include "core/store/store.h"
@@ -104,10 +105,13 @@ static const char *peer_path(void *ctx, const char *name)
 static void peer_hold(struct peer *p, bool engage)
 {
 	struct net_hold_opts o = { .max_window_ns = 120ULL * 1000000000ULL };
+	const char *tap = p->cfg->vm.interface;
 	int r;
 
 	if (p->hold || !p->vm_mode)
 		return;
+	if (!str_empty(tap))
+		o.interface = tap;
 	r = engage ? net_hold_start_opts(p->cfg->vm.netns, &o, &p->hold)
 		   : net_hold_prepare(p->cfg->vm.netns, &o, &p->hold);
 	if (r < 0) {
@@ -137,14 +141,18 @@ static void peer_release(struct peer *p)
 /*
  * The VM runs here: what was held goes to it, and the hold stays prepared
  * (nothing is diverted) for a migration away, or until the peer exits.
- * Taking it down now would cost CPU that the resumed VM needs.
+ * Taking it down now would cost CPU that the resumed VM needs. The guest's
+ * MAC goes in the neighbour table, so the packets need no address
+ * resolution first.
  */
 static void peer_disengage(struct peer *p)
 {
 	struct net_hold_stats st = { 0 };
+	uint8_t mac[6];
 
 	if (!p->hold)
 		return;
+	net_hold_set_guest_mac(p->hold, net_mac_parse(vmmig_guest_mac(p->vm), mac) == 0 ? mac : NULL);
 	(void)net_hold_disengage(p->hold, &st);
 	log_released(&st);
 }
@@ -622,8 +630,7 @@ static int src_resume(void *ctx)
 	if (p->vm) {
 		int r = vmmig_resume(p->vm, p->vm_err, sizeof p->vm_err);
 		/* The VM takes its packets again; the hold stays ready for the next attempt. */
-		if (p->hold)
-			(void)net_hold_disengage(p->hold, NULL);
+		peer_disengage(p);
 		if (r == 0)
 			r = vmmig_after_resume(p->vm, p->vm_err, sizeof p->vm_err);
 		if (r < 0) {

@@ -84,6 +84,17 @@ static void test_subnets(void)
 	   "10.0.11.255 is in 10.0.8.0/22");
 	ok(!net_prefix_contains(&p, &(struct net_addr){ .family = AF_INET, .a = { 10, 0, 12, 0 } }),
 	   "10.0.12.0 is not");
+	struct net_addr x, y;
+	net_addr_parse("172.100.100.1", &x);
+	net_addr_parse("172.100.100.2", &y);
+	ok(net_addr_same_subnet(&x, &y, 30), "172.100.100.1 and .2 share a /30");
+	ok(!net_addr_same_subnet(&x, &y, 31), "but not a /31");
+	ok(net_addr_same_subnet(&x, &y, 0), "everything shares a /0");
+	net_addr_parse("fd00:100:100::2", &y);
+	ok(!net_addr_same_subnet(&x, &y, 0), "no subnet across families");
+	net_addr_parse("fd00:100:100:0:ffff::1", &x);
+	ok(net_addr_same_subnet(&x, &y, 64), "fd00:100:100::2 and fd00:100:100:0:ffff::1 share a /64");
+	ok(!net_addr_same_subnet(&x, &y, 65), "but not a /65");
 
 	net_prefix_parse("fd00:100:100::/64", false, &p);
 	is_int(net_prefix_subnet(&p, 80, 2, &s), 0, "third /80 of a /64");

@@ -118,6 +118,17 @@ bool net_prefix_contains(const struct net_prefix *p, const struct net_addr *a)
 	return net_addr_eq(&m, &p->addr);
 }
 
+bool net_addr_same_subnet(const struct net_addr *a, const struct net_addr *b, unsigned plen)
+{
+	struct net_addr x = *a, y = *b;
+
+	if (a->family != b->family)
+		return false;
+	mask_host_bits(&x, plen);
+	mask_host_bits(&y, plen);
+	return net_addr_eq(&x, &y);
+}
+
 bool net_addr_is_any(const struct net_addr *a)
 {
 	static const uint8_t zero[16];

@@ -38,6 +38,8 @@ void net_prefix_format(const struct net_prefix *p, char *buf, size_t len);
 
 bool net_addr_eq(const struct net_addr *a, const struct net_addr *b);
 bool net_prefix_contains(const struct net_prefix *p, const struct net_addr *a);
+/* Whether A and B have the same first PLEN bits (false across families). */
+bool net_addr_same_subnet(const struct net_addr *a, const struct net_addr *b, unsigned plen);
 bool net_addr_is_any(const struct net_addr *a);
 bool net_addr_is_loopback(const struct net_addr *a);
 

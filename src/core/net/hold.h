@@ -56,6 +56,13 @@ int net_hold_engage(struct net_hold *h);
  */
 int net_hold_disengage(struct net_hold *h, struct net_hold_stats *stats);
 /*
+ * The guest's MAC address (NULL: unknown, the default). When known,
+ * disengaging puts it in the namespace's neighbour table for the held
+ * packets' destinations on the TAP's subnets (state STALE), so they leave
+ * at once instead of waiting for the guest to answer address resolution.
+ */
+void net_hold_set_guest_mac(struct net_hold *h, const uint8_t mac[6]);
+/*
  * Release everything held, remove the rules and free H. STATS (may be NULL)
  * add up every window of H.
  */

@@ -112,6 +112,59 @@ int net_neigh_flush(struct nl_sock *sk, const char *ifname)
 	return f.r;
 }
 
+/* Whether ADDR lies on one of the subnets of the addresses on link IFINDEX. */
+static int on_link(struct nl_sock *sk, int ifindex, const struct net_addr *addr)
+{
+	_cleanup_(nl_cache_freep) struct nl_cache *addrs = NULL;
+	int r;
+
+	r = rtnl_addr_alloc_cache(sk, &addrs);
+	if (r < 0)
+		return nlerr_to_errno(r);
+	for (struct nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+		struct nl_addr *local = rtnl_addr_get_local(a);
+		struct net_addr mine = { .family = addr->family };
+
+		if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_family(a) != addr->family || !local ||
+		    nl_addr_get_len(local) != net_addr_len(&mine))
+			continue;
+		memcpy(mine.a, nl_addr_get_binary_addr(local), net_addr_len(&mine));
+		if (net_addr_same_subnet(&mine, addr, (unsigned)rtnl_addr_get_prefixlen(a)))
+			return 1;
+	}
+	return 0;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct rtnl_neigh *, rtnl_neigh_put)
+
+int net_neigh_set(struct nl_sock *sk, const char *ifname, const struct net_addr *addr,
+		  const uint8_t mac[6])
+{
+	_cleanup_(rtnl_neigh_putp) struct rtnl_neigh *n = NULL;
+	_cleanup_(nl_addr_putp) struct nl_addr *dst = NULL;
+	_cleanup_(nl_addr_putp) struct nl_addr *ll = NULL;
+	int ifindex = net_link_index(sk, ifname);
+	int r;
+
+	if (ifindex < 0)
+		return ifindex;
+	r = on_link(sk, ifindex, addr);
+	if (r <= 0)
+		return r < 0 ? r : -EADDRNOTAVAIL;
+	n = rtnl_neigh_alloc();
+	ll = nl_addr_build(AF_LLC, mac, 6);
+	if (!n || !ll)
+		return -ENOMEM;
+	dst = to_nl(addr, (unsigned)net_addr_len(addr) * 8);
+	rtnl_neigh_set_ifindex(n, ifindex);
+	rtnl_neigh_set_family(n, addr->family);
+	rtnl_neigh_set_dst(n, dst);
+	rtnl_neigh_set_lladdr(n, ll);
+	rtnl_neigh_set_state(n, NUD_STALE);
+	return nlerr_to_errno(rtnl_neigh_add(sk, n, NLM_F_CREATE | NLM_F_REPLACE));
+}
+
 static int link_change(struct nl_sock *sk, const char *name, struct rtnl_link *change)
 {
 	_cleanup_(rtnl_link_putp) struct rtnl_link *l = NULL;

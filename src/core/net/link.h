@@ -31,6 +31,13 @@ int net_link_delete(struct nl_sock *sk, const char *name);
  * at once, instead of waiting for a pending or failed entry's next probe.
  */
 int net_neigh_flush(struct nl_sock *sk, const char *ifname);
+/*
+ * Tell IFNAME's neighbour table that ADDR is at link-layer address MAC, in
+ * state STALE: used at once, confirmed by the kernel later. -EADDRNOTAVAIL
+ * when ADDR lies on none of IFNAME's subnets.
+ */
+int net_neigh_set(struct nl_sock *sk, const char *ifname, const struct net_addr *addr,
+		  const uint8_t mac[6]);
 /* A veth pair NAME <-> PEER, the peer created directly in namespace PEER_NSFD. */
 int net_veth_create(struct nl_sock *sk, const char *name, const char *peer, int peer_nsfd);
 

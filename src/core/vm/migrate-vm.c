@@ -468,6 +468,11 @@ uint64_t vmmig_resumed_ns(const struct vmmig *m)
 	return m ? m->resumed_ns : 0;
 }
 
+const char *vmmig_guest_mac(const struct vmmig *m)
+{
+	return m ? m->meta.machine.mac : "";
+}
+
 int vmmig_pidfd(struct vmmig *m)
 {
 	return m && m->started && m->vm.pid > 0 ? m->vm.pidfd : -1;

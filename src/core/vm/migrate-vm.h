@@ -91,6 +91,8 @@ void vmmig_stop(struct vmmig *m);
 void vmmig_halt(struct vmmig *m);
 /* Realtime ns when the VM last started running (restore or resume), 0: never. */
 uint64_t vmmig_resumed_ns(const struct vmmig *m);
+/* The guest NIC's MAC address ("02:0e:d9:fd:68:3d"), "" when it has none. */
+const char *vmmig_guest_mac(const struct vmmig *m);
 /* Process descriptor of the VMM (readable when it exits), -1 when stopped. */
 int vmmig_pidfd(struct vmmig *m);
 /* Text for a VMM that exited by itself. */
