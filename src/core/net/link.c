@@ -112,25 +112,32 @@ int net_neigh_flush(struct nl_sock *sk, const char *ifname)
 	return f.r;
 }
 
+/* The local address of A, when it is one of FAMILY. */
+static bool addr_local(struct rtnl_addr *a, int family, struct net_addr *out)
+{
+	struct nl_addr *local = rtnl_addr_get_local(a);
+
+	*out = (struct net_addr){ .family = family };
+	if (rtnl_addr_get_family(a) != family || !local || nl_addr_get_len(local) != net_addr_len(out))
+		return false;
+	memcpy(out->a, nl_addr_get_binary_addr(local), net_addr_len(out));
+	return true;
+}
+
 /* Whether ADDR lies on one of the subnets of the addresses on link IFINDEX. */
 static int on_link(struct nl_sock *sk, int ifindex, const struct net_addr *addr)
 {
 	_cleanup_(nl_cache_freep) struct nl_cache *addrs = NULL;
-	int r;
+	int r = rtnl_addr_alloc_cache(sk, &addrs);
 
-	r = rtnl_addr_alloc_cache(sk, &addrs);
 	if (r < 0)
 		return nlerr_to_errno(r);
 	for (struct nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
 		struct rtnl_addr *a = (struct rtnl_addr *)o;
-		struct nl_addr *local = rtnl_addr_get_local(a);
-		struct net_addr mine = { .family = addr->family };
+		struct net_addr mine;
 
-		if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_family(a) != addr->family || !local ||
-		    nl_addr_get_len(local) != net_addr_len(&mine))
-			continue;
-		memcpy(mine.a, nl_addr_get_binary_addr(local), net_addr_len(&mine));
-		if (net_addr_same_subnet(&mine, addr, (unsigned)rtnl_addr_get_prefixlen(a)))
+		if (rtnl_addr_get_ifindex(a) == ifindex && addr_local(a, addr->family, &mine) &&
+		    net_addr_same_subnet(&mine, addr, (unsigned)rtnl_addr_get_prefixlen(a)))
 			return 1;
 	}
 	return 0;
@@ -331,18 +338,14 @@ int net_addr_find(struct nl_sock *sk, int family, const struct net_prefix *withi
 		return nlerr_to_errno(r);
 	for (struct nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
 		struct rtnl_addr *a = (struct rtnl_addr *)o;
-		struct nl_addr *local = rtnl_addr_get_local(a);
-		struct net_addr cand = { .family = family };
+		struct net_addr cand;
 
-		if (rtnl_addr_get_family(a) != family || !local)
+		if (!addr_local(a, family, &cand))
 			continue;
 		if (on_ifindex > 0 && rtnl_addr_get_ifindex(a) != on_ifindex)
 			continue;
 		if (rtnl_addr_get_scope(a) != RT_SCOPE_UNIVERSE)
 			continue; /* loopback (host scope) and link-local */
-		if (nl_addr_get_len(local) != net_addr_len(&cand))
-			continue;
-		memcpy(cand.a, nl_addr_get_binary_addr(local), net_addr_len(&cand));
 		if (net_addr_is_loopback(&cand))
 			continue;
 		if (within && !net_prefix_contains(within, &cand))
