@@ -988,7 +988,7 @@ static void raw_hello(int fd, enum xfer_role role)
 				.caps = XFER_CAP_ZSTD | XFER_CAP_KEEPALIVE, .max_payload = XFER_MAX_PAYLOAD };
 
 	xfer_hello_encode(b, &h);
-	(void)!write(fd, b, sizeof(b));
+	(void)!send(fd, b, sizeof(b), MSG_NOSIGNAL);
 }
 
 static void raw_frame(int fd, uint8_t type, uint16_t dev, const uint8_t *p, size_t len)
@@ -998,7 +998,8 @@ static void raw_frame(int fd, uint8_t type, uint16_t dev, const uint8_t *p, size
 
 	xfer_hdr_encode(b, &h);
 	memcpy(b + XFER_HDR_LEN, p, len);
-	(void)!write(fd, b, XFER_HDR_LEN + len);
+	/* the peer may have given up and closed: an error, not SIGPIPE */
+	(void)!send(fd, b, XFER_HDR_LEN + len, MSG_NOSIGNAL);
 }
 
 static void raw_keepalive(int fd)
