@@ -3,16 +3,16 @@
  * NFQUEUE and creates the hold tables with empty chains on the forward and
  * output hooks (prepare). Engaging adds rules that queue everything routed
  * to the TAP (forwarded or sent by the namespace itself) and switches the
- * queue to holding; the worker then reads the queued packet ids (metadata
- * only). Disengaging accepts every held packet with one batch verdict and
- * switches the queue to passing: fail-open with a length of 0, so packets
- * the rules still divert go straight on. The queue copies the first bytes
- * of each packet, enough for its destination: when the guest's MAC address
- * is known, disengaging puts it in the neighbour table for those
- * destinations, and the released packets leave without waiting for the
- * guest, just resumed, to answer address resolution. The rules only go with the tables
- * on release, when nothing is held any more: unregistering a hook makes the
- * kernel drop every packet queued in the namespace.
+ * queue to holding; the worker then reads the queued packet ids and, from
+ * the first bytes the queue copies, their destinations. Disengaging accepts
+ * every held packet with one batch verdict and switches the queue to
+ * passing: fail-open with a length of 0, so packets the rules still divert
+ * go straight on. When the guest's MAC address is known, disengaging first
+ * puts it in the neighbour table for those destinations, so the released
+ * packets leave without waiting for the guest, just resumed, to answer
+ * address resolution. The rules only go with the tables on release, when
+ * nothing is held any more: unregistering a hook makes the kernel drop
+ * every packet queued in the namespace.
  *
  * The rules have the bypass flag, so if drafter dies while holding, traffic
  * flows again instead of being black-holed. Kernels without the native
@@ -384,12 +384,13 @@ static int hold_disengage(struct net_hold *h, bool expired)
 
 	if (!h->engaged)
 		return 0;
-	learn_neighbours(h);
 	/*
-	 * The held packets go first; then the queue passes everything, and
-	 * what was queued in between (microseconds) goes last.
+	 * The held packets go first (read to the last, so every destination
+	 * is known before the neighbour table is set); then the queue passes
+	 * everything, and what was queued in between (microseconds) goes last.
 	 */
 	r = drain(h);
+	learn_neighbours(h);
 	r2 = accept_all(h);
 	r = r < 0 ? r : r2;
 	r2 = queue_mode(h, false);
