@@ -159,6 +159,21 @@ ok "restored guest did not boot again" test ! -s "$T/serial2" -o "$(grep -c 'roo
 kill "$qpid" 2>/dev/null
 wait_exit "$qpid"
 
+# --- drafter.hooks=0: the agent answers both calls and runs no command ---
+rm -f "$T/qmp.sock"
+cp --sparse=always "$bp/rootfs.ext4" "$T/disk"
+start_qemu "$T/serial3" -append "$append drafter.hooks=0"
+"$client" liveness "$T/liveness.sock" 90 >/dev/null
+err=$("$client" call "$T/agent.sock" BeforeSuspend 60)
+is "hooks=0: BeforeSuspend answers without error" "$?:$err" "0:"
+err=$("$client" call "$T/agent.sock" AfterResume 60)
+is "hooks=0: AfterResume answers without error" "$?:$err" "0:"
+l5=$(fetch)
+is "hooks=0: no hook ran (suspends, resumes)" "$(field "$l5" suspends),$(field "$l5" resumes)" "0,0"
+ok "hooks=0: the guest logged the calls" grep -q "drafter-agent: AfterResume" "$T/serial3"
+kill "$qpid" 2>/dev/null
+wait_exit "$qpid"
+
 # --- vsock: cannot run on this machine ---
 skip "real vsock transport (no vhost-vsock on this host; the agent's vsock path is unit-tested for flags and framing only)"
 out=$("$top_builddir/guest/drafter-liveness" --transport vsock --vsock-port 25 --vsock-timeout 1s 2>&1)
