@@ -515,8 +515,30 @@ static void test_wait(void)
 	pthread_join(th[0], NULL);
 	ok(ra[0].result == BS && memcmp(ra[0].buf, blk, BS) == 0, "wait: it gets the new version");
 
+	/* a reader of two blocks returns once both are here, with an invalidation between */
 	before = log.n;
+	ra[1] = (struct reader_arg){.dev = d, .off = 5 * BS, .len = 2 * BS, .lock = &lock};
+	pthread_create(&th[1], NULL, reader, &ra[1]);
+	wait_requests(&log, before + 2);
+	fill(blk, BS, 8);
+	store_device_deliver(d, 5, blk, BS);
+	usleep(20000);
+	ok(!is_done(&ra[1]), "wait: a two-block read waits while its second block is missing");
+	uint64_t inv5[] = {5};
+	store_wait_invalidate(w, inv5, 1);
+	fill(blk2, BS, 9);
+	store_device_deliver(d, 6, blk2, BS);
+	usleep(20000);
+	ok(!is_done(&ra[1]), "wait: ... and while its first block is missing again");
+	fill(blk, BS, 10);
+	store_device_deliver(d, 5, blk, BS);
+	pthread_join(th[1], NULL);
+	ok(ra[1].result == 2 * BS && memcmp(ra[1].buf, blk, BS) == 0 &&
+	       memcmp(ra[1].buf + BS, blk2, BS) == 0,
+	   "wait: it returns once both are here, with the new first block");
+
 	/* fail-all: waiters get -EIO instead of hanging */
+	before = log.n;
 	ra[2] = (struct reader_arg){.dev = d, .off = 7 * BS, .len = 10, .lock = &lock};
 	pthread_create(&th[2], NULL, reader, &ra[2]);
 	wait_requests(&log, before + 1);

@@ -1,8 +1,13 @@
 /*
  * The destination's waiting cache: which blocks have arrived, which were
  * written locally (and so win over anything that arrives later), and which
- * have been asked for. Readers of missing blocks sleep on one condition
- * variable; every arrival, invalidation and failure broadcasts it.
+ * have been asked for. A reader of missing blocks sleeps on a condition
+ * variable of its own, with the number of blocks of its range still
+ * missing; an arrival counts down the readers whose range holds the block
+ * and wakes one only when its count reaches zero. (One condition variable
+ * broadcast on every arrival woke every reader for each block; with post-copy
+ * the session thread, which delivers, was preempted by them about a
+ * thousand times a second.) Failures and a new request callback wake all.
  */
 #include "config.h"
 
@@ -12,9 +17,17 @@
 
 #include "core/store/store-internal.h"
 
+/* A thread waiting for the blocks [first, end), on the cache's list. */
+struct waiter {
+	struct waiter *next;
+	uint64_t first, end;
+	uint64_t left; /* blocks of the range still missing */
+	pthread_cond_t cond;
+};
+
 struct store_wait {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	struct waiter *waiters;
 	struct store_device *dev;
 	uint64_t nblocks;
 	struct store_bitmap present;
@@ -34,11 +47,6 @@ int store_wait_new(struct store_device *d, struct store_wait **out)
 	if (!w)
 		return -ENOMEM;
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cond, &ca);
-	pthread_condattr_destroy(&ca);
 	w->dev = d;
 	w->nblocks = d->nblocks;
 	w->missing = d->nblocks;
@@ -57,11 +65,52 @@ void store_wait_free(struct store_wait *w)
 	if (!w)
 		return;
 	pthread_mutex_destroy(&w->lock);
-	pthread_cond_destroy(&w->cond);
 	store_bitmap_free(&w->present);
 	store_bitmap_free(&w->local);
 	store_bitmap_free(&w->requested);
 	free(w);
+}
+
+/* Under the lock. */
+static void wake_all(struct store_wait *w)
+{
+	for (struct waiter *q = w->waiters; q; q = q->next)
+		pthread_cond_signal(&q->cond);
+}
+
+/* Under the lock: the missing blocks of [FIRST, END). */
+static uint64_t count_missing(struct store_wait *w, uint64_t first, uint64_t end)
+{
+	uint64_t n = 0;
+
+	if (first == 0 && end == w->nblocks)
+		return w->missing;
+	for (uint64_t b = first; b < end; b++)
+		n += !store_bitmap_test(&w->present, b);
+	return n;
+}
+
+/*
+ * Under the lock: sleep until the blocks of [FIRST, END) are all present,
+ * the cache fails or wake_all (then the caller looks again).
+ */
+static void wait_range(struct store_wait *w, uint64_t first, uint64_t end)
+{
+	struct waiter q = { .first = first, .end = end, .left = count_missing(w, first, end) };
+
+	if (q.left == 0 || w->err)
+		return;
+	pthread_cond_init(&q.cond, NULL);
+	q.next = w->waiters;
+	w->waiters = &q;
+	pthread_cond_wait(&q.cond, &w->lock);
+	for (struct waiter **pp = &w->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == &q) {
+			*pp = q.next;
+			break;
+		}
+	}
+	pthread_cond_destroy(&q.cond);
 }
 
 void store_wait_set_request(struct store_wait *w, store_request_fn fn, void *ctx)
@@ -70,17 +119,32 @@ void store_wait_set_request(struct store_wait *w, store_request_fn fn, void *ctx
 	w->request = fn;
 	w->request_ctx = ctx;
 	/* readers already waiting ask now */
-	pthread_cond_broadcast(&w->cond);
+	wake_all(w);
 	pthread_mutex_unlock(&w->lock);
 }
 
 /* Under the lock. */
 static void make_present(struct store_wait *w, uint64_t b)
 {
-	if (!store_bitmap_test(&w->present, b)) {
-		store_bitmap_set(&w->present, b);
-		w->missing--;
-	}
+	if (store_bitmap_test(&w->present, b))
+		return;
+	store_bitmap_set(&w->present, b);
+	w->missing--;
+	for (struct waiter *q = w->waiters; q; q = q->next)
+		if (b >= q->first && b < q->end && --q->left == 0)
+			pthread_cond_signal(&q->cond);
+}
+
+/* Under the lock. */
+static void make_missing(struct store_wait *w, uint64_t b)
+{
+	if (!store_bitmap_test(&w->present, b))
+		return;
+	store_bitmap_clear(&w->present, b);
+	w->missing++;
+	for (struct waiter *q = w->waiters; q; q = q->next)
+		if (b >= q->first && b < q->end)
+			q->left++;
 }
 
 /*
@@ -125,8 +189,7 @@ int store_wait_acquire(struct store_wait *w, uint64_t first, uint64_t count)
 			break;
 		}
 		ask_missing(w, want, end);
-		if (!store_bitmap_test(&w->present, want) && !w->err)
-			pthread_cond_wait(&w->cond, &w->lock);
+		wait_range(w, want, end);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return r;
@@ -160,7 +223,6 @@ void store_wait_local_written(struct store_wait *w, uint64_t block)
 		store_bitmap_set(&w->local, block);
 		make_present(w, block);
 	}
-	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -177,7 +239,6 @@ void store_wait_delivered(struct store_wait *w, uint64_t block)
 	pthread_mutex_lock(&w->lock);
 	make_present(w, block);
 	store_bitmap_clear(&w->requested, block);
-	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -187,7 +248,6 @@ void store_wait_mark_present(struct store_wait *w, const struct store_bitmap *bl
 	for (uint64_t b = store_bitmap_next(blocks, 0); b != UINT64_MAX && b < w->nblocks;
 	     b = store_bitmap_next(blocks, b + 1))
 		make_present(w, b);
-	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -196,7 +256,6 @@ void store_wait_mark_range(struct store_wait *w, uint64_t first, uint64_t count)
 	pthread_mutex_lock(&w->lock);
 	for (uint64_t b = first; b < w->nblocks && b - first < count; b++)
 		make_present(w, b);
-	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -210,9 +269,8 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 		uint64_t b = blocks[i];
 		if (store_bitmap_test(&w->local, b) || !store_bitmap_test(&w->present, b))
 			continue;
-		store_bitmap_clear(&w->present, b);
+		make_missing(w, b);
 		store_bitmap_clear(&w->requested, b);
-		w->missing++;
 	}
 	/* before the pages go: a copy into them made earlier is known to be old */
 	__atomic_add_fetch(&w->gen, 1, __ATOMIC_SEQ_CST);
@@ -242,7 +300,7 @@ int store_wait_complete(struct store_wait *w)
 {
 	pthread_mutex_lock(&w->lock);
 	while (w->missing && !w->err)
-		pthread_cond_wait(&w->cond, &w->lock);
+		wait_range(w, 0, w->nblocks);
 	int r = w->err;
 	pthread_mutex_unlock(&w->lock);
 	return r;
@@ -253,7 +311,7 @@ void store_wait_fail(struct store_wait *w, int err)
 	pthread_mutex_lock(&w->lock);
 	if (!w->err)
 		w->err = err < 0 ? err : -EIO;
-	pthread_cond_broadcast(&w->cond);
+	wake_all(w);
 	pthread_mutex_unlock(&w->lock);
 }
 
