@@ -4,8 +4,9 @@
 # the destination ends up with exactly the source's content at the suspend;
 # a chain A -> B -> C -> A; copy-on-write over a shared base sends only the
 # changed blocks; mutual TLS; a peer fed from a registry and drained by
-# terminate (three processes); a peer that keeps its devices in temporary
-# files (no base), removed at exit.
+# terminate (three processes); compression only while the link is what
+# limits (terminate through a throttled proxy); a peer that keeps its
+# devices in temporary files (no base), removed at exit.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/xfer-lib.sh"
 xfer_fuse_test "$@" -- openssl
@@ -137,6 +138,26 @@ is "terminate drains the peer" "$?" 0
 ok "terminate's copy equals the package" bash -c 'cmp -s a/disk.img term/disk.img && cmp -s a/memory.img term/memory.img'
 wait $RP
 is "the drained peer exits 0" "$?" 0
+
+# ---- compression follows the link: zstd only while the link is what limits ----
+mkdir -p z
+seq 1 5000000 | head -c 24M >z/text.img
+start_bg zr.log drafter registry --devices '[{"name":"text","input":"z/text.img"}]' --laddr 127.0.0.1:1808
+ZR=$BGPID
+ok "compression: registry ready" wait_log zr.log "serving 1 devices"
+"$XFER_TOOL" proxy 1809 1808 0 rate=4194304 >zp.out 2>zp.err &
+ZP=$!
+ok "compression: a proxy passes 4 MiB/s" wait_log zp.out listening 10
+drafter terminate --devices '[{"name":"text","output":"z/out.img"}]' --raddr 127.0.0.1:1809 >zt.log 2>&1
+is "compression: terminate through the slow link" "$?" 0
+wait $ZP
+ok "compression: the copy is exact" cmp -s z/text.img z/out.img
+raw=$(sed -n 's/.* \([0-9]*\) raw, .*/\1/p' zt.log)
+zst=$(sed -n 's/.* \([0-9]*\) compressed blocks.*/\1/p' zt.log)
+diag "$(tail -n 1 zt.log)"
+ok "compression: over the slow link most blocks travel compressed ($zst compressed, $raw raw)" \
+	test "${zst:-0}" -gt "${raw:-0}"
+stop_bg $ZR
 
 # ---- a peer with no files for its devices: temporary ones, discarded at exit ----
 mkdir -p tmpd

@@ -18,6 +18,7 @@
  *                                             auth-rate=BYTES: after AUTHORITY,
  *                                             forward TARGET's bytes at BYTES per
  *                                             second at most
+ *                                             rate=BYTES: the same from the start
  *                                           and prints "authority forwarded after
  *                                           N bytes" and "done forwarded after N
  *                                           bytes" when those frames passed.
@@ -195,13 +196,13 @@ static size_t framer_feed(struct framer *f, const uint8_t *p, size_t n, uint8_t 
 	return n;
 }
 
-enum proxy_mode { PROXY_PLAIN, PROXY_AUTH_CUT, PROXY_AUTH_RATE };
+enum proxy_mode { PROXY_PLAIN, PROXY_AUTH_CUT, PROXY_AUTH_RATE, PROXY_RATE };
 
 struct proxy {
 	int fd[2]; /* 0: the client that connected (destination), 1: the target (source) */
 	enum proxy_mode mode;
 	uint64_t cut, moved;
-	uint64_t rate;     /* bytes per second after AUTHORITY (PROXY_AUTH_RATE) */
+	uint64_t rate;     /* bytes per second (PROXY_RATE; PROXY_AUTH_RATE: after AUTHORITY) */
 	double tokens;     /* bytes the rate allows now */
 	uint64_t refill_ns;
 	bool after_auth;
@@ -219,6 +220,11 @@ static int proxy_parse_mode(struct proxy *px, const char *s)
 		px->mode = PROXY_AUTH_RATE;
 		return 0;
 	}
+	if (strncmp(s, "rate=", 5) == 0 && parse_u64(s + 5, &px->rate) == 0 && px->rate > 0) {
+		px->mode = PROXY_RATE;
+		px->refill_ns = now_ns();
+		return 0;
+	}
 	return -EINVAL;
 }
 
@@ -229,7 +235,7 @@ static size_t proxy_allowance(struct proxy *px, size_t want, int *wait_ms)
 	uint64_t now = now_ns();
 
 	*wait_ms = -1;
-	if (px->mode != PROXY_AUTH_RATE || !px->after_auth)
+	if (px->mode != PROXY_RATE && (px->mode != PROXY_AUTH_RATE || !px->after_auth))
 		return want;
 	px->tokens += (double)(now - px->refill_ns) * (double)px->rate / 1e9;
 	px->refill_ns = now;
@@ -319,7 +325,7 @@ static void proxy_run(struct proxy *px)
 			return;
 		}
 		if (from == 1) {
-			if (px->mode == PROXY_AUTH_RATE && px->after_auth)
+			if (px->mode == PROXY_RATE || (px->mode == PROXY_AUTH_RATE && px->after_auth))
 				px->tokens -= (double)n;
 			int r = proxy_from_target(px, buf, (size_t)n);
 			if (r == 1)
@@ -354,7 +360,7 @@ static int cmd_proxy(int argc, char **argv)
 	fflush(stdout);
 	px.fd[0] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	/* Throttled, little may wait in the proxy: requested blocks overtake bulk data at the source. */
-	px.fd[1] = tcp_dial((uint16_t)tp, px.mode == PROXY_AUTH_RATE ? 65536 : 0);
+	px.fd[1] = tcp_dial((uint16_t)tp, px.mode == PROXY_AUTH_RATE || px.mode == PROXY_RATE ? 65536 : 0);
 	if (px.fd[0] < 0 || px.fd[1] < 0) {
 		perror("proxy");
 		return 1;

@@ -29,6 +29,8 @@ static inline void bit_clear(uint64_t *b, uint64_t i) { b[i / 64] &= ~(1ull << (
 
 /* Compression is retried after this many blocks once a block did not shrink. */
 #define COMPRESS_BACKOFF_MAX 64u
+/* Compression is decided anew every this many blocks sent. */
+#define LINK_WINDOW_BLOCKS 64u
 
 /* ------------------------------------------------------------------ source */
 
@@ -68,6 +70,9 @@ struct src {
 	uint8_t *frame;
 	uint8_t *buf;
 	struct xfer_coder *coder;
+	uint64_t window_ns, window_wait_ns; /* start of the window; send_wait_ns then */
+	uint32_t window_blocks;             /* blocks sent in the window */
+	bool link_bound;                    /* compress: the last window mostly waited */
 	struct xfer_stats *st;
 	const struct xfer_hooks *h;
 	uint64_t total_bytes, done_bytes, last_progress;
@@ -245,11 +250,32 @@ static void src_progress(struct src *s, uint64_t bytes)
 	}
 }
 
+/*
+ * Whether the connection is what limits the transfer: the sender spent more
+ * than half of the last window of LINK_WINDOW_BLOCKS blocks waiting for room
+ * in the socket. Only then does compression pay; on a link faster than zstd
+ * (loopback, a fast LAN) the CPU is the limit and blocks go as they are. The
+ * first window goes uncompressed.
+ */
+static bool src_link_bound(struct src *s)
+{
+	if (s->window_ns == 0 || ++s->window_blocks >= LINK_WINDOW_BLOCKS) {
+		uint64_t now = now_ns(), w = __atomic_load_n(&s->c->send_wait_ns, __ATOMIC_RELAXED);
+		if (s->window_ns)
+			s->link_bound = 2 * (w - s->window_wait_ns) > now - s->window_ns;
+		s->window_ns = now;
+		s->window_wait_ns = w;
+		s->window_blocks = 0;
+	}
+	return s->link_bound;
+}
+
 static int src_send_block(struct src *s, struct src_dev *sd, uint64_t block, bool prio)
 {
 	uint32_t len = xfer_dev_block_len(sd->d, block), crc;
 	ssize_t got;
-	bool try_zstd = sd->skip_compress == 0;
+	bool link_bound = src_link_bound(s);
+	bool try_zstd = link_bound && sd->skip_compress == 0;
 	int n, r;
 
 	got = sd->d->ops->read_block(sd->d, block, s->buf);
@@ -272,7 +298,7 @@ static int src_send_block(struct src *s, struct src_dev *sd, uint64_t block, boo
 			if (sd->backoff > COMPRESS_BACKOFF_MAX)
 				sd->backoff = COMPRESS_BACKOFF_MAX;
 			sd->skip_compress = sd->backoff;
-		} else {
+		} else if (link_bound) {
 			sd->skip_compress--;
 		}
 		s->st->blocks_raw++;
