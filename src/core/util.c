@@ -239,6 +239,17 @@ bool str_startswith(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+bool mem_is_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	static const uint8_t zero[64];
+
+	/* the first 64 bytes against zeros, then the rest against itself shifted */
+	if (len <= 64)
+		return memcmp(p, zero, len) == 0;
+	return memcmp(p, zero, 64) == 0 && memcmp(p, p + 64, len - 64) == 0;
+}
+
 static void oom(void)
 {
 	fputs("drafter: out of memory\n", stderr);

@@ -83,6 +83,8 @@ void format_bytes(uint64_t bytes, char *buf, size_t len);
 bool str_empty(const char *s);
 bool str_eq(const char *a, const char *b);
 bool str_startswith(const char *s, const char *prefix);
+/* Whether LEN bytes at BUF are all zero. */
+bool mem_is_zero(const void *buf, size_t len);
 /* strdup that aborts on out-of-memory; NULL stays NULL. */
 char *xstrdup(const char *s);
 void *xcalloc(size_t n, size_t size);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/store/store.h"
+#include "core/util.h"
 #include "tests/tap.h"
 
 #define BS 4096u
@@ -232,6 +233,13 @@ static void test_tracker(void)
 	store_device_write(d, buf, BS, 4 * BS); /* never sent: not dirty */
 	is_int(store_tracker_sync_list(store_device_tracker(d), &list, &n), 0, "tracker: sync");
 	ok(n == 1 && list[0] == 3, "tracker: only the sent-then-written block is dirty");
+	free(list);
+	/* a hole sent as zeros without a read is tracked the same */
+	is_int(store_device_block_is_zero(d, 20), 1, "tracker: block 20 is a hole");
+	is_int(store_device_block_is_zero(d, 4), 0, "tracker: block 4 holds data");
+	store_device_write(d, buf, 1, 20 * BS + 5);
+	store_tracker_sync_list(store_device_tracker(d), &list, &n);
+	ok(n == 1 && list[0] == 20, "tracker: a hole sent as zeros, then written, is dirty");
 	free(list);
 	is_int(store_tracker_sync_list(store_device_tracker(d), &list, &n), 0,
 	       "tracker: sync again");
@@ -480,13 +488,23 @@ static void test_wait(void)
 	   "wait: readers block until delivery");
 	fill(blk, BS, 5);
 	is_int(store_device_deliver(d, 2, blk, BS), 1, "wait: deliver block 2");
+	/* zeros over a hole: present, and the file keeps its hole */
+	memset(blk2, 0, BS);
+	is_int(store_device_deliver(d, 3, blk2, BS), 1, "wait: deliver a block of zeros");
+	ok(store_wait_present(w, 3), "wait: the block of zeros is present");
+	int zfd = open(path_in("dest"), O_RDONLY);
+	off_t zd = lseek(zfd, 3 * BS, SEEK_DATA);
+	ok(zd < 0 || zd >= 4 * BS, "wait: ... and still a hole in the file");
+	close(zfd);
+	is_int(store_device_read(d, out, BS, 3 * BS), BS, "wait: it reads back");
+	ok(mem_is_zero(out, BS), "wait: ... as zeros");
 	bool all = true;
 	for (int i = 0; i < 3; i++) {
 		pthread_join(th[i], NULL);
 		all &= ra[i].result == 100 && memcmp(ra[i].buf, blk + 10, 100) == 0;
 	}
 	ok(all, "wait: every reader resumes with the delivered data");
-	is_int(store_wait_missing(w), 7, "wait: 7 missing");
+	is_int(store_wait_missing(w), 6, "wait: 6 missing (2 and 3 came)");
 
 	/* a local whole-block write wins over a later delivery */
 	fill(blk2, BS, 6);

@@ -182,6 +182,9 @@ int store_device_block_is_zero(struct store_device *d, uint64_t block)
 
 	if (!len)
 		return -ERANGE;
+	if (d->wait)
+		return 0; /* a missing block reads as a hole in the file */
+	store_tracker_track(d->tracker, block, 1);
 	return store_is_zero(d->stack, block << d->block_shift, len);
 }
 
@@ -194,7 +197,11 @@ int store_device_deliver(struct store_device *d, uint64_t block, const void *dat
 	int r = 0;
 	pthread_rwlock_wrlock(store_stripe(d, block));
 	if (store_wait_may_deliver(d->wait, block)) {
-		ssize_t n = store_write_at(d->stack, data, len, block << d->block_shift);
+		uint64_t off = block << d->block_shift;
+		/* zeros over a hole (a new file's blocks): nothing to write, or to write back */
+		ssize_t n = mem_is_zero(data, len) && store_is_zero(d->stack, off, len) == 1
+				? (ssize_t)len
+				: store_write_at(d->stack, data, len, off);
 		if (n < 0)
 			r = (int)n;
 		else if ((size_t)n != len)

@@ -374,12 +374,6 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
 	}
 }
 
-static bool buf_is_zero(const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
 /*
  * Copy one arrived block into the page cache. The kernel may have to wait
  * for a read of those pages (one waiting for another block): that is why
@@ -394,7 +388,7 @@ static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *b
 	ssize_t n = store_device_read_present(d, block, buf, &gen);
 
 	/* a block of zeros reads fast enough from a hole: not worth the pages */
-	if (n <= 0 || buf_is_zero(buf, (size_t)n))
+	if (n <= 0 || mem_is_zero(buf, (size_t)n))
 		return;
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
 	bv.buf[0].mem = buf;

@@ -288,7 +288,11 @@ int store_device_flush(struct store_device *d);
 size_t store_device_block_len(const struct store_device *d, uint64_t block);
 /* Read BLOCK for sending: tracks it first, so a later write makes it dirty. */
 ssize_t store_device_read_block(struct store_device *d, uint64_t block, void *buf);
-/* 1 when BLOCK is known to be all zero without reading it (a hole). */
+/*
+ * For sending, instead of a read: 1 when BLOCK is known to be all zero
+ * without reading it (a hole), 0 when not known. Tracks it first, like
+ * store_device_read_block. A device still receiving blocks answers 0.
+ */
 int store_device_block_is_zero(struct store_device *d, uint64_t block);
 struct store_tracker *store_device_tracker(struct store_device *d);
 struct store_volatility *store_device_volatility(struct store_device *d);

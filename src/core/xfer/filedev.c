@@ -163,8 +163,21 @@ static ssize_t input_read(struct xfer_dev *d, uint64_t block, void *buf)
 	return len;
 }
 
+/* A block wholly inside a hole of the input reads as zeros: no need to read it. */
+static int input_zero(struct xfer_dev *d, uint64_t block)
+{
+	struct filedev *f = d->ctx;
+	uint64_t off = block * d->block_size, end = 0;
+	bool data = true;
+
+	if (input_extent(f, off, &data, &end) < 0)
+		return 0;
+	return !data && end >= off + xfer_dev_block_len(d, block);
+}
+
 static const struct xfer_dev_ops input_ops = {
 	.read_block = input_read,
+	.zero_block = input_zero,
 };
 
 #define OUT_PAGE 4096u
@@ -305,14 +318,14 @@ static int output_deliver(struct xfer_dev *d, uint64_t block, const void *data, 
 		size_t pos = 0, used = 0;
 		while (pos < len) {
 			size_t n = len - pos < OUT_PAGE ? len - pos : OUT_PAGE;
-			if (xfer_is_zero(p + pos, n)) {
+			if (mem_is_zero(p + pos, n)) {
 				pos += n;
 				continue;
 			}
 			size_t end = pos + n;
 			while (end < len) {
 				size_t m = len - end < OUT_PAGE ? len - end : OUT_PAGE;
-				if (xfer_is_zero(p + end, m))
+				if (mem_is_zero(p + end, m))
 					break;
 				end += m;
 			}

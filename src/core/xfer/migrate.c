@@ -278,15 +278,20 @@ static int src_send_block(struct src *s, struct src_dev *sd, uint64_t block, boo
 	bool try_zstd = link_bound && sd->skip_compress == 0;
 	int n, r;
 
-	got = sd->d->ops->read_block(sd->d, block, s->buf);
-	if (got < 0) {
-		src_fail(s, (int)got, "cannot read block %" PRIu64 " of device '%s': %s", block,
-			 sd->d->name, strerror((int)-got));
-		return (int)got;
+	/* a hole goes as zeros without being read (a memset in the kernel, then a scan) */
+	if (sd->d->ops->zero_block && sd->d->ops->zero_block(sd->d, block) == 1) {
+		n = xfer_block_encode_zero(block, len, s->frame, &crc);
+	} else {
+		got = sd->d->ops->read_block(sd->d, block, s->buf);
+		if (got < 0) {
+			src_fail(s, (int)got, "cannot read block %" PRIu64 " of device '%s': %s",
+				 block, sd->d->name, strerror((int)-got));
+			return (int)got;
+		}
+		if ((uint64_t)got < len)
+			memset(s->buf + got, 0, len - (size_t)got);
+		n = xfer_block_encode(s->coder, block, s->buf, len, try_zstd, s->frame, &crc);
 	}
-	if ((uint64_t)got < len)
-		memset(s->buf + got, 0, len - (size_t)got);
-	n = xfer_block_encode(s->coder, block, s->buf, len, try_zstd, s->frame, &crc);
 	uint8_t enc = s->frame[8];
 	if (enc == XFER_ENC_ZSTD) {
 		sd->backoff = 0;

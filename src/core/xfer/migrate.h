@@ -26,6 +26,11 @@ struct xfer_dev;
 struct xfer_dev_ops {
 	/* Source: read BLOCK (block_len bytes) for sending; this (re)starts tracking it. */
 	ssize_t (*read_block)(struct xfer_dev *d, uint64_t block, void *buf);
+	/*
+	 * Source, optional: 1 when BLOCK is known to be all zero without reading
+	 * it (a hole); it is then sent as such and tracked as if read. 0: read it.
+	 */
+	int (*zero_block)(struct xfer_dev *d, uint64_t block);
 	/* Source, optional: next block of the full pass (-ENOENT at the end); NULL = ascending. */
 	int (*next_block)(struct xfer_dev *d, uint64_t *block);
 	/* Source, optional: return and clear the dirty set (sorted, malloc'd). NULL = never changes. */

@@ -107,6 +107,12 @@ static ssize_t sd_read_block(struct xfer_dev *d, uint64_t block, void *buf)
 	return store_device_read_block(s->sd, block, buf);
 }
 
+static int sd_zero_block(struct xfer_dev *d, uint64_t block)
+{
+	struct xfer_storedev *s = d->ctx;
+	return store_device_block_is_zero(s->sd, block);
+}
+
 static int sd_next_block(struct xfer_dev *d, uint64_t *block)
 {
 	struct xfer_storedev *s = d->ctx;
@@ -188,6 +194,7 @@ static int sd_invalidate(struct xfer_dev *d, const uint64_t *blocks, size_t n)
 
 static const struct xfer_dev_ops storedev_ops = {
 	.read_block = sd_read_block,
+	.zero_block = sd_zero_block,
 	.next_block = sd_next_block,
 	.sync_dirty = sd_sync,
 	.have = sd_have,

@@ -142,7 +142,7 @@ uint32_t xfer_crc32c(uint32_t crc, const void *buf, size_t len)
 	pthread_once(&crc_once, crc_init);
 	crc = ~crc;
 	for (; len >= CRC_PAGE; p += CRC_PAGE, len -= CRC_PAGE) {
-		if (xfer_is_zero(p, CRC_PAGE))
+		if (mem_is_zero(p, CRC_PAGE))
 			crc = crc_shift(&crc_shift_page, crc);
 #if defined(__x86_64__)
 		else if (crc_hw)
@@ -530,14 +530,20 @@ static uint32_t zero_crc(uint32_t len)
 	return cached_crc;
 }
 
-bool xfer_is_zero(const void *buf, size_t len)
+static void block_header(uint8_t *out, uint64_t index, uint8_t enc, uint32_t len, uint32_t crc)
 {
-	const uint8_t *p = buf;
-	static const uint8_t zero[64];
+	xfer_put64(out, index);
+	out[8] = enc;
+	out[9] = out[10] = out[11] = 0;
+	xfer_put32(out + 12, len);
+	xfer_put32(out + 16, crc);
+}
 
-	if (len <= 64)
-		return memcmp(p, zero, len) == 0;
-	return memcmp(p, zero, 64) == 0 && memcmp(p, p + 64, len - 64) == 0;
+int xfer_block_encode_zero(uint64_t index, uint32_t len, uint8_t *out, uint32_t *crc)
+{
+	*crc = zero_crc(len);
+	block_header(out, index, XFER_ENC_ZERO, len, *crc);
+	return XFER_BLOCK_HDR_LEN;
 }
 
 int xfer_block_encode(struct xfer_coder *c, uint64_t index, const void *data, uint32_t len,
@@ -546,9 +552,8 @@ int xfer_block_encode(struct xfer_coder *c, uint64_t index, const void *data, ui
 	uint32_t payload = 0;
 	uint8_t enc = XFER_ENC_RAW;
 
-	if (xfer_is_zero(data, len)) {
-		enc = XFER_ENC_ZERO;
-		*crc = zero_crc(len);
+	if (mem_is_zero(data, len)) {
+		return xfer_block_encode_zero(index, len, out, crc);
 	} else if (try_compress && c && c->cctx && len > 128) {
 		/* Output capacity just below the input: zstd stops as soon as the
 		 * result cannot be smaller, so incompressible blocks cost little.
@@ -562,17 +567,12 @@ int xfer_block_encode(struct xfer_coder *c, uint64_t index, const void *data, ui
 			payload = (uint32_t)n;
 		}
 	}
-	if (enc != XFER_ENC_ZERO)
-		*crc = xfer_crc32c(0, data, len);
+	*crc = xfer_crc32c(0, data, len);
 	if (enc == XFER_ENC_RAW) {
 		memcpy(out + XFER_BLOCK_HDR_LEN, data, len);
 		payload = len;
 	}
-	xfer_put64(out, index);
-	out[8] = enc;
-	out[9] = out[10] = out[11] = 0;
-	xfer_put32(out + 12, len);
-	xfer_put32(out + 16, *crc);
+	block_header(out, index, enc, len, *crc);
 	return (int)(XFER_BLOCK_HDR_LEN + payload);
 }
 

@@ -225,6 +225,8 @@ static inline void xfer_coder_freep(struct xfer_coder **c)
  */
 int xfer_block_encode(struct xfer_coder *c, uint64_t index, const void *data, uint32_t len,
 		      bool try_compress, uint8_t *out, uint32_t *crc);
+/* The same for a block known to be all zero, without its data. */
+int xfer_block_encode_zero(uint64_t index, uint32_t len, uint8_t *out, uint32_t *crc);
 
 /*
  * Decode a BLOCK message into OUT (capacity CAP >= raw_len) and verify its
@@ -232,7 +234,6 @@ int xfer_block_encode(struct xfer_coder *c, uint64_t index, const void *data, ui
  */
 int xfer_block_decode(struct xfer_coder *c, const struct xfer_msg *m, void *out, size_t cap);
 
-bool xfer_is_zero(const void *buf, size_t len);
 const char *xfer_type_name(uint8_t type);
 const char *xfer_abort_name(uint16_t code);
 
