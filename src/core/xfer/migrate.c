@@ -922,9 +922,11 @@ static int src_run(struct src *s, const struct xfer_source_opts *o)
 		/*
 		 * Post-copy only: hand over before any block, the full pass
 		 * follows. A flush while the VM still runs leaves less for the
-		 * one in the suspend, which is downtime.
+		 * one in the suspend, which is downtime. It takes a while (the
+		 * guest's memory written back): the destination's requests,
+		 * its VMM starting ahead, are served meanwhile.
 		 */
-		if (s->h && s->h->flush && (r = s->h->flush(s->h->ctx)) < 0)
+		if (s->h && s->h->flush && (r = src_hook_serving(s, s->h->flush)) < 0)
 			return src_fail(s, r, "cannot flush the devices: %s", strerror(-r)), r;
 		r = src_freeze(s);
 		if (r == 0)
