@@ -68,6 +68,9 @@ struct peer {
 	char vm_err[512];
 	uint64_t paused_ns;      /* source: realtime when the VM was paused for the handover */
 	struct net_hold *hold;   /* the guest's inbound packets, held while no VM runs here */
+	pthread_t hold_thread;   /* destination: sets the hold up while the session starts */
+	bool hold_pending;       /* hold_thread to join (under hold_lock) */
+	pthread_mutex_t hold_lock;
 	uint64_t handover_ns;    /* source: realtime when authority was sent */
 	uint64_t authority_ns;   /* destination: realtime when authority arrived */
 	uint64_t dest_blocks_at_auth; /* destination: blocks received before AUTHORITY */
@@ -119,6 +122,34 @@ static void peer_hold(struct peer *p, bool engage)
 			 strerror(-r));
 		p->hold = NULL;
 	}
+}
+
+static void *hold_main(void *arg)
+{
+	peer_hold(arg, true);
+	return NULL;
+}
+
+/* Destination: set the hold up (10-20 ms of nftables work) while connecting. */
+static void peer_hold_async(struct peer *p)
+{
+	if (!p->vm_mode)
+		return;
+	if (pthread_create(&p->hold_thread, NULL, hold_main, p) != 0)
+		peer_hold(p, true);
+	else
+		p->hold_pending = true;
+}
+
+/* Wait for peer_hold_async: before the devices are exposed, so before any VM runs. */
+static void peer_hold_wait(struct peer *p)
+{
+	pthread_mutex_lock(&p->hold_lock);
+	if (p->hold_pending) {
+		pthread_join(p->hold_thread, NULL);
+		p->hold_pending = false;
+	}
+	pthread_mutex_unlock(&p->hold_lock);
 }
 
 static void log_released(const struct net_hold_stats *st)
@@ -402,6 +433,7 @@ static int dest_ready(void *ctx)
 
 	if (!p->vm_mode)
 		return 0;
+	peer_hold_wait(p);
 	r = peer_expose(p);
 	if (r < 0)
 		return r;
@@ -476,10 +508,11 @@ static int peer_migrate_in(struct peer *p)
 		log_error("%s", err);
 		return r;
 	}
-	peer_hold(p, true);
+	peer_hold_async(p);
 	r = xfer_dial(cfg->transport.raddr, tls, &p->in_conn, err, sizeof(err));
 	if (r < 0) {
 		log_error("cannot connect to '%s': %s", cfg->transport.raddr, err);
+		peer_hold_wait(p);
 		xfer_tls_free(tls);
 		return r;
 	}
@@ -508,6 +541,7 @@ static int peer_migrate_in(struct peer *p)
 			pthread_cond_wait(&p->cond, &p->lock);
 		start_vm = p->vm_mode && (p->got_authority || (p->devices_ready && !p->dest_done));
 		pthread_mutex_unlock(&p->lock);
+		peer_hold_wait(p);
 		if (start_vm && peer_vm_start(p, &w) == 0) {
 			uint64_t t = vmmig_resumed_ns(p->vm);
 			if (p->src_paused_ns && t > p->src_paused_ns && t > p->authority_ns)
@@ -561,6 +595,7 @@ static int peer_migrate_in(struct peer *p)
 			     false);
 	}
 out:
+	peer_hold_wait(p);
 	xfer_conn_free(p->in_conn);
 	p->in_conn = NULL;
 	xfer_tls_free(tls);
@@ -751,7 +786,8 @@ static int peer_wait_signal(int sigfd, int vmfd)
 int cmd_peer(int argc, char **argv)
 {
 	struct config cfg;
-	struct peer p = { .cfg = &cfg, .sigfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct peer p = { .cfg = &cfg, .sigfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER,
+			  .hold_lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct xfer_tls *tls = NULL;
 	char err[512];
 	int r, ret = 1, lfd = -1;
