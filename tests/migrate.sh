@@ -4,8 +4,8 @@
 # the destination ends up with exactly the source's content at the suspend;
 # a chain A -> B -> C -> A; copy-on-write over a shared base sends only the
 # changed blocks; mutual TLS; a peer fed from a registry and drained by
-# terminate (three processes); compression only while the link is what
-# limits (terminate through a throttled proxy); a peer that keeps its
+# terminate (three processes); compression chosen by speed (terminate
+# through a throttled proxy compresses); a peer that keeps its
 # devices in temporary files (no base), removed at exit.
 . "$top_srcdir/tests/functions.sh"
 . "$top_srcdir/tests/xfer-lib.sh"
@@ -139,7 +139,7 @@ ok "terminate's copy equals the package" bash -c 'cmp -s a/disk.img term/disk.im
 wait $RP
 is "the drained peer exits 0" "$?" 0
 
-# ---- compression follows the link: zstd only while the link is what limits ----
+# ---- compression is chosen by what moves the data faster: zstd over a slow link ----
 mkdir -p z
 seq 1 5000000 | head -c 24M >z/text.img
 start_bg zr.log drafter registry --devices '[{"name":"text","input":"z/text.img"}]' --laddr 127.0.0.1:1808

@@ -373,7 +373,6 @@ static int set_nonblock(int fd, bool on)
 static int wait_fd(struct xfer_conn *c, short events)
 {
 	struct pollfd p = { .fd = c->fd, .events = events };
-	uint64_t t0 = events & POLLOUT ? now_ns() : 0;
 
 	for (;;) {
 		int r = poll(&p, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
@@ -390,8 +389,6 @@ static int wait_fd(struct xfer_conn *c, short events)
 				conn_err(c, true, "the peer took no data for %s: it stopped answering", d);
 			return -ETIMEDOUT;
 		}
-		if (t0)
-			__atomic_add_fetch(&c->send_wait_ns, now_ns() - t0, __ATOMIC_RELAXED);
 		return 0;
 	}
 }

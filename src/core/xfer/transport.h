@@ -55,7 +55,6 @@ struct xfer_conn {
 	uint8_t *wbuf;  /* TLS: a frame is assembled here (under write_lock) */
 	struct xfer_hello hello; /* the peer's hello */
 	uint64_t bytes_in, bytes_out;
-	uint64_t send_wait_ns; /* time writes spent waiting for room in the socket (atomic) */
 };
 
 /* A TLS context for one role; NULL pointers mean plain transport. */
