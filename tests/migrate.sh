@@ -141,8 +141,8 @@ is "the drained peer exits 0" "$?" 0
 
 # ---- compression is chosen by what moves the data faster: zstd over a slow link ----
 mkdir -p z
-seq 1 5000000 | head -c 24M >z/text.img
-start_bg zr.log drafter registry --devices '[{"name":"text","input":"z/text.img"}]' --laddr 127.0.0.1:1808
+seq 1 2000000 | head -c 8M >z/text.img
+start_bg zr.log drafter registry --devices '[{"name":"text","input":"z/text.img","blockSize":4096}]' --laddr 127.0.0.1:1808
 ZR=$BGPID
 ok "compression: registry ready" wait_log zr.log "serving 1 devices"
 "$XFER_TOOL" proxy 1809 1808 0 rate=4194304 >zp.out 2>zp.err &

@@ -75,6 +75,7 @@ struct src {
 	/* compress or not: see src_compress() */
 	uint64_t window_ns;       /* start of the current window */
 	uint64_t window_bytes;    /* bytes of data blocks (not zero) sent in it */
+	uint64_t window_all;      /* bytes of all blocks sent in it */
 	uint32_t window_blocks, windows;
 	bool zstd;                /* the current window's choice */
 	double rate[2];           /* data bytes per ns, raw [0] and zstd [1]; 0: unknown */
@@ -269,7 +270,8 @@ static bool src_compress(struct src *s)
 	if (s->window_ns && ++s->window_blocks < MODE_WINDOW_BLOCKS)
 		return s->zstd;
 	uint64_t now = now_ns();
-	if (s->window_ns && s->window_bytes >= (uint64_t)MODE_WINDOW_BLOCKS * 16384 && now > s->window_ns) {
+	/* a window of at least a quarter data counts, whatever the block size */
+	if (s->window_ns && s->window_bytes && 4 * s->window_bytes >= s->window_all && now > s->window_ns) {
 		double r = (double)s->window_bytes / (double)(now - s->window_ns);
 		double *e = &s->rate[s->zstd];
 		*e = *e > 0 ? (*e + r) / 2 : r;
@@ -281,6 +283,7 @@ static bool src_compress(struct src *s)
 		s->zstd = (s->rate[1] > s->rate[0]) != (s->windows % MODE_PROBE_EVERY == 0);
 	s->window_ns = now;
 	s->window_bytes = 0;
+	s->window_all = 0;
 	s->window_blocks = 0;
 	return s->zstd;
 }
@@ -325,6 +328,7 @@ static int src_send_block(struct src *s, struct src_dev *sd, uint64_t block, boo
 	} else {
 		s->st->blocks_zero++;
 	}
+	s->window_all += len;
 	if (enc != XFER_ENC_ZERO)
 		s->window_bytes += len;
 	if (prio)
