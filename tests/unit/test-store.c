@@ -498,6 +498,8 @@ static void test_wait(void)
 	close(zfd);
 	is_int(store_device_read(d, out, BS, 3 * BS), BS, "wait: it reads back");
 	ok(mem_is_zero(out, BS), "wait: ... as zeros");
+	is_int(store_device_block_is_zero(d, 3), 1, "wait: an arrived hole can be sent on unread");
+	is_int(store_device_block_is_zero(d, 1), 0, "wait: a missing one cannot");
 	bool all = true;
 	for (int i = 0; i < 3; i++) {
 		pthread_join(th[i], NULL);

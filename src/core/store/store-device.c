@@ -182,8 +182,8 @@ int store_device_block_is_zero(struct store_device *d, uint64_t block)
 
 	if (!len)
 		return -ERANGE;
-	if (d->wait)
-		return 0; /* a missing block reads as a hole in the file */
+	if (d->wait && !store_wait_present(d->wait, block))
+		return 0; /* a missing block is a hole in the file too */
 	store_tracker_track(d->tracker, block, 1);
 	return store_is_zero(d->stack, block << d->block_shift, len);
 }

@@ -291,7 +291,7 @@ ssize_t store_device_read_block(struct store_device *d, uint64_t block, void *bu
 /*
  * For sending, instead of a read: 1 when BLOCK is known to be all zero
  * without reading it (a hole), 0 when not known. Tracks it first, like
- * store_device_read_block. A device still receiving blocks answers 0.
+ * store_device_read_block. A block still missing at a destination is 0.
  */
 int store_device_block_is_zero(struct store_device *d, uint64_t block);
 struct store_tracker *store_device_tracker(struct store_device *d);
