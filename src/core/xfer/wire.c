@@ -552,9 +552,9 @@ int xfer_block_encode(struct xfer_coder *c, uint64_t index, const void *data, ui
 	uint32_t payload = 0;
 	uint8_t enc = XFER_ENC_RAW;
 
-	if (mem_is_zero(data, len)) {
+	if (mem_is_zero(data, len))
 		return xfer_block_encode_zero(index, len, out, crc);
-	} else if (try_compress && c && c->cctx && len > 128) {
+	if (try_compress && c && c->cctx && len > 128) {
 		/* Output capacity just below the input: zstd stops as soon as the
 		 * result cannot be smaller, so incompressible blocks cost little.
 		 * Level -1: on memory images (zero runs, code, random pages) it
