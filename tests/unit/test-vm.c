@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/util.h"
 #include "core/vm/vm.h"
 #include "tests/tap.h"
@@ -34,6 +35,14 @@ static char *path_in(const char *name)
 	if (asprintf(&p, "%s/%s", dir, name) < 0)
 		abort();
 	return p;
+}
+
+/* Replace PATH with LEN bytes of BUF. */
+static int write_file(const char *path, const void *buf, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	return fd < 0 ? -errno : write_all(fd, buf, len);
 }
 
 static void test_meta(void)
@@ -113,6 +122,23 @@ static void test_meta(void)
 	memset(huge, ' ', big);
 	huge[0] = '{';
 	is_int(vm_meta_parse(huge, big, &back), -E2BIG, "config over 1 MiB refused");
+
+	/* vm_meta_read stops at the first NUL, which may lie past its first read. */
+	ok(write_file(p, huge, big) == 0, "a config file of 2 MiB without a NUL");
+	is_int(vm_meta_read(p, &back), -E2BIG, "read: over 1 MiB without a NUL refused");
+	size_t pad = 100 * 1024;
+	int len = snprintf(huge, big, "{\"agentVSockPort\":31,\"pad\":\"");
+	memset(huge + len, 'x', pad);
+	strcpy(huge + len + pad, "\"}");
+	memset(huge + strlen(huge), 0, big - strlen(huge));
+	ok(write_file(p, huge, big) == 0, "a config of 100 KiB, padded with NULs to 2 MiB");
+	is_int(vm_meta_read(p, &back), 0, "read: a record longer than one read step");
+	is_int(back.machine.agent_port, 31, "read: its field");
+	vm_meta_free(&back);
+	ok(write_file(p, "{\"agentVSockPort\":32}", 21) == 0, "a config without padding");
+	is_int(vm_meta_read(p, &back), 0, "read: a record that ends with the file");
+	is_int(back.machine.agent_port, 32, "read: its field");
+	vm_meta_free(&back);
 	free(huge);
 	free(p);
 }

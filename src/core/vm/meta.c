@@ -32,6 +32,7 @@
 #define MIB (1024ULL * 1024ULL)
 /* A config device larger than this is not ours: refuse to parse it. */
 #define META_MAX_BYTES (1024 * 1024)
+#define META_READ_STEP (64 * 1024)
 #define STAMP_MAGIC "DRAFTER-MEMORY-1"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put)
@@ -290,11 +291,21 @@ int vm_meta_read(const char *path, struct vm_meta *meta)
 	if (fd < 0)
 		return -errno;
 	buf = xcalloc(1, META_MAX_BYTES + 1);
-	/* One byte past the limit tells a too long record; the text ends at the first NUL (the padding). */
-	n = read_full(fd, buf, META_MAX_BYTES + 1);
-	if (n < 0)
-		return (int)n;
-	len = (size_t)n;
+	/*
+	 * The text ends at the first NUL (the padding of a config device),
+	 * so reading stops there rather than going through the whole device
+	 * (a megabyte or more, read through FUSE on a destination before its
+	 * VM can resume). One byte past the limit tells a too long record.
+	 */
+	for (len = 0; len < META_MAX_BYTES + 1;) {
+		size_t want = META_MAX_BYTES + 1 - len < META_READ_STEP ? META_MAX_BYTES + 1 - len : META_READ_STEP;
+		n = read_full(fd, buf + len, want);
+		if (n < 0)
+			return (int)n;
+		len += (size_t)n;
+		if ((size_t)n < want || memchr(buf + len - (size_t)n, 0, (size_t)n))
+			break;
+	}
 	if (strnlen(buf, len) > META_MAX_BYTES)
 		return -E2BIG;
 	return vm_meta_parse(buf, len, meta);
