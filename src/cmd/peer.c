@@ -37,6 +37,9 @@
 #include "core/xfer/storedev.h"
 #include "core/xfer/transport.h"
 
+/* The nice value of a VM migration's session after the handover (session_to_background). */
+#define PEER_BULK_NICE 10
+
 struct peer {
 	struct config *cfg;
 	struct xfer_storedev *devs[XFER_MAX_DEVICES];
@@ -387,6 +390,25 @@ static int dest_open(void *ctx, uint16_t id, const char *name, uint64_t size, ui
 	return 0;
 }
 
+/*
+ * After the handover, what is left of a VM's migration is bulk (the blocks
+ * not sent yet, the source's cleanup), while the destination checks the
+ * snapshot, its VMM loads the state and the guest resumes: all latency,
+ * with no more cores than before. The session's thread goes on at a lower
+ * priority (nice 10) on both sides, so that under contention the cut-over
+ * and the running guest go first; the blocks the guest waits for still
+ * come, as nothing else runs while it waits. bench/migrate: own downtime
+ * 17-18 ms against 20 ms in pre-copy, 69 against 78 ms in post-copy, with
+ * client-side figures no worse (docs/migration.md).
+ */
+static void session_to_background(void)
+{
+	int r = thread_lower_priority(PEER_BULK_NICE);
+
+	if (r < 0)
+		log_debug("cannot lower the session's priority: %s", strerror(-r));
+}
+
 static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 {
 	struct peer *p = ctx;
@@ -410,6 +432,8 @@ static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 	}
 	p->authority_ns = vmmig_realtime_ns();
 	log_info("took over %zu devices", p->n);
+	if (p->vm_mode)
+		session_to_background();
 	/* This runs in the session's thread, which keeps dest_st current. */
 	p->dest_blocks_at_auth = p->dest_st.blocks_raw + p->dest_st.blocks_zero + p->dest_st.blocks_zstd;
 	/*
@@ -694,6 +718,8 @@ static int src_handover(void *ctx)
 	struct peer *p = ctx;
 	p->handed_over = true;
 	p->handover_ns = vmmig_realtime_ns();
+	if (p->vm)
+		session_to_background();
 	for (size_t i = 0; i < p->n; i++)
 		xfer_storedev_gate(p->devs[i], XFER_GATE_CLOSED);
 	/*

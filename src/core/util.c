@@ -11,7 +11,10 @@
 #include <math.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "core/util.h"
@@ -352,4 +355,18 @@ void stop_signals(sigset_t *mask)
 	sigaddset(mask, SIGINT);
 	sigaddset(mask, SIGTERM);
 	sigaddset(mask, SIGHUP);
+}
+
+int thread_lower_priority(int nice)
+{
+	id_t tid = (id_t)syscall(SYS_gettid);
+	int now;
+
+	errno = 0;
+	now = getpriority(PRIO_PROCESS, tid);
+	if (now == -1 && errno)
+		return -errno;
+	if (now >= nice)
+		return 0;
+	return setpriority(PRIO_PROCESS, tid, nice) < 0 ? -errno : 0;
 }

@@ -101,5 +101,11 @@ uint64_t now_ns(void);
 void stop_signals(sigset_t *mask);
 /* LEN bytes from the kernel's random source (ids, nonces): 0 or -errno. */
 int random_bytes(void *buf, size_t len);
+/*
+ * Lower the calling thread's scheduling priority to nice value NICE (Linux
+ * keeps one per thread; threads it creates afterwards inherit it). Nothing
+ * happens when it is already that low. 0 or -errno.
+ */
+int thread_lower_priority(int nice);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -305,6 +306,46 @@ static void test_nlerr(void)
 	is_int(nlerr_to_errno(-NLE_PARSE_ERR), -EIO, "nlerr: a code without errno twin → -EIO");
 }
 
+static int thread_nice(void)
+{
+	errno = 0;
+	return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+
+struct nice_result {
+	int lowered, kept, after_lower, after_keep;
+};
+
+static void *nice_thread(void *arg)
+{
+	struct nice_result *res = arg;
+
+	res->lowered = thread_lower_priority(thread_nice() + 5);
+	res->after_lower = thread_nice();
+	/* A request for a higher priority than the thread has leaves it as it is. */
+	res->kept = thread_lower_priority(res->after_lower - 2);
+	res->after_keep = thread_nice();
+	return NULL;
+}
+
+static void test_thread_priority(void)
+{
+	struct nice_result res = { 0 };
+	int before = thread_nice();
+	pthread_t t;
+
+	if (before > 14) {
+		skip("this process already runs at nice 15 or lower");
+		return;
+	}
+	ok(pthread_create(&t, NULL, nice_thread, &res) == 0 && pthread_join(t, NULL) == 0, "a thread lowers its priority");
+	is_int(res.lowered, 0, "thread_lower_priority succeeds");
+	is_int(res.after_lower, before + 5, "the thread runs 5 nice steps lower");
+	is_int(res.kept, 0, "asking for a higher priority is no error");
+	is_int(res.after_keep, before + 5, "and changes nothing");
+	is_int(thread_nice(), before, "the other threads keep theirs");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -321,6 +362,7 @@ int main(void)
 	test_random();
 	test_stop_signals();
 	test_nlerr();
+	test_thread_priority();
 	rmdir(tmpdir);
 	return done_testing();
 }
