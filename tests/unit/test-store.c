@@ -980,6 +980,36 @@ static void test_device_misc(void)
 	store_device_free(d);
 }
 
+/* The exposure's reads, block by block, in the order of their first read. */
+static void test_access_order(void)
+{
+	struct store_provider *f = NULL;
+	struct store_device *d = NULL;
+	_cleanup_free_ char *buf = malloc(3 * BS);
+	_cleanup_free_ uint64_t *order = NULL;
+	size_t n = 99;
+
+	store_file_open(path_in("access"), STORE_FILE_CREATE, 8 * BS, &f);
+	struct store_device_opts o = {.name = "memory", .block_size = BS};
+	is_int(store_device_new(&o, f, &d), 0, "access order: device");
+	is_int(store_device_access_order(d, &order, &n), 0, "access order: before any read");
+	is_int(n, 0, "access order: nothing read, nothing listed");
+	free(order);
+	order = NULL;
+	store_device_read(d, buf, 1, 5 * BS + 100);        /* block 5 */
+	store_device_read(d, buf, 2 * BS, 2 * BS + 1);     /* blocks 2, 3, 4 */
+	store_device_read(d, buf, BS, 5 * BS);             /* 5 again */
+	store_device_read(d, buf, 3 * BS, 7 * BS);         /* 7, cut at the end */
+	store_device_read(d, buf, BS, 8 * BS);             /* past the end: nothing */
+	store_device_read_block(d, 0, buf);                /* the migration's read */
+	store_device_write(d, buf, BS, 6 * BS);            /* a write */
+	is_int(store_device_access_order(d, &order, &n), 0, "access order: after reads");
+	is_int(n, 5, "access order: each block read once listed once");
+	ok(n == 5 && order[0] == 5 && order[1] == 2 && order[2] == 3 && order[3] == 4 && order[4] == 7,
+	   "access order: first read first (5 2 3 4 7); migration reads and writes not listed");
+	store_device_free(d);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -995,6 +1025,7 @@ int main(void)
 	test_wait_late_callback();
 	test_wait_stress();
 	test_device_misc();
+	test_access_order();
 	test_stack();
 	test_overlay_concurrent();
 	test_open_cfg();

@@ -410,6 +410,10 @@ struct memdev {
 	int cycles_left_dirty;
 	uint64_t have_blocks;
 	uint32_t delivered, invalidated;
+	uint64_t order[1024]; /* destination: blocks in the order delivered (the first 1024) */
+	uint64_t next;        /* source: the full pass's position */
+	size_t hot_pos;
+	bool hot_on;          /* source: postcopy_order was called */
 };
 
 static ssize_t md_read(struct xfer_dev *d, uint64_t b, void *buf)
@@ -456,6 +460,32 @@ static int md_have(struct xfer_dev *d, struct xfer_range **r, size_t *n)
 	return 0;
 }
 
+/* Post-copy: what the VM read first, which the engine puts at the head of the full pass. */
+static const uint64_t hot_blocks[] = { 200, 40, 60 };
+static int postcopy_order_calls, postcopy_order_suspended;
+static int suspended;
+static int md_postcopy_order(struct xfer_dev *d)
+{
+	struct memdev *m = d->ctx;
+	postcopy_order_calls++;
+	postcopy_order_suspended = suspended;
+	m->hot_on = !strcmp(d->name, "memory");
+	return 0;
+}
+
+static int md_next_block(struct xfer_dev *d, uint64_t *block)
+{
+	struct memdev *m = d->ctx;
+	if (m->hot_on && m->hot_pos < sizeof(hot_blocks) / sizeof(hot_blocks[0])) {
+		*block = hot_blocks[m->hot_pos++];
+		return 0;
+	}
+	if (m->next >= xfer_dev_blocks(d))
+		return -ENOENT;
+	*block = m->next++;
+	return 0;
+}
+
 static int authority_seen;
 static int64_t first_after_authority = -1; /* memory block delivered first after AUTHORITY */
 static int md_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
@@ -464,6 +494,8 @@ static int md_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t l
 	if (authority_seen && first_after_authority < 0 && !strcmp(d->name, "memory"))
 		first_after_authority = (int64_t)b;
 	memcpy(m->data + b * d->block_size, data, len);
+	if (m->delivered < sizeof(m->order) / sizeof(m->order[0]))
+		m->order[m->delivered] = b;
 	m->delivered++;
 	return 0;
 }
@@ -487,6 +519,8 @@ static int md_invalidate(struct xfer_dev *d, const uint64_t *b, size_t n)
 
 static const struct xfer_dev_ops md_ops = {
 	.read_block = md_read,
+	.next_block = md_next_block,
+	.postcopy_order = md_postcopy_order,
 	.sync_dirty = md_sync,
 	.have = md_have,
 	.deliver = md_deliver,
@@ -518,7 +552,7 @@ static void md_free(struct memdev *m)
 }
 
 static struct memdev src_devs[2], dst_devs[2];
-static int suspended, resumed, handed_over, flushes;
+static int resumed, handed_over, flushes;
 static unsigned suspend_us;   /* how long the suspend hook takes */
 static bool engine_timeouts; /* run_engine over connections with 1 s timeouts */
 static bool engine_postcopy; /* run_engine with a post-copy-only source */
@@ -653,6 +687,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		memcpy(dst_devs[0].data, src_devs[0].data, 16 * 4096);
 	}
 	suspended = resumed = handed_over = flushes = authority_seen = told = 0;
+	postcopy_order_calls = postcopy_order_suspended = 0;
 	first_after_authority = -1;
 
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
@@ -687,6 +722,16 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		   "post-copy: every block went after AUTHORITY (%" PRIu64 " of %" PRIu64 ")", sa.st.blocks_postcopy, sent);
 		ok(sa.st.authority_ns && sa.st.suspend_ns && sa.st.authority_ns >= sa.st.suspend_ns,
 		   "post-copy: suspended, then AUTHORITY");
+		is_int(postcopy_order_calls, 2, "post-copy: each device asked for its post-copy order once");
+		is_int(postcopy_order_suspended, 1, "post-copy: after the suspend (what the VM read until then)");
+		/* only the final dirty blocks (and the one the hooks ask for) go before them */
+		uint32_t at = 0;
+		while (at < dst_devs[0].delivered && at < 1021 && dst_devs[0].order[at] != hot_blocks[0])
+			at++;
+		ok(at <= sa.st.final_dirty + 1 && dst_devs[0].order[at] == 200 &&
+		   dst_devs[0].order[at + 1] == 40 && dst_devs[0].order[at + 2] == 60,
+		   "post-copy: the blocks the VM read first (200 40 60) lead the full pass, after %u final "
+		   "dirty blocks", at);
 	} else {
 		is_int(suspended, 1, "suspended once");
 		ok(told == 1 && told_before_suspend, "BeforeSuspend once, before the suspend");
@@ -695,6 +740,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		   "the suspend (%" PRIu64 " blocks in the final lists)", sa.st.final_dirty);
 		is_int(handed_over, 1, "handed over once");
 		is_int(resumed, 0, "not resumed");
+		is_int(postcopy_order_calls, 0, "pre-copy: the full pass keeps its own order");
 		ok(flushes >= 2, "flushed before each dirty cycle (%d)", flushes);
 		ok(sa.st.cycles >= 2 && sa.st.cycles <= 6, "dirty cycles within min/max (%u)", sa.st.cycles);
 		ok(dst_devs[0].invalidated > 0, "dirty lists invalidated blocks at the destination");

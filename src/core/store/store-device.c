@@ -62,6 +62,48 @@ static void stripes_unlock(struct store_device *d, uint64_t mask)
 			pthread_rwlock_unlock(&d->stripes[i]);
 }
 
+/* Remember the blocks of a read that were not read before, in order. */
+static void note_access(struct store_device *d, uint64_t off, size_t len)
+{
+	uint64_t first = off >> d->block_shift, last = (off + len - 1) >> d->block_shift;
+
+	pthread_mutex_lock(&d->access_lock);
+	for (uint64_t b = first; b <= last; b++) {
+		if (store_bitmap_test(&d->accessed, b))
+			continue;
+		if (d->access_len == d->access_cap) {
+			/* at most one entry a block: nblocks bounds it */
+			size_t cap = d->access_cap ? d->access_cap * 2 : 256;
+			if (cap > d->nblocks)
+				cap = (size_t)d->nblocks;
+			uint64_t *n = reallocarray(d->access_order, cap, sizeof(*n));
+			if (!n)
+				break; /* only an ordering hint is lost */
+			d->access_order = n;
+			d->access_cap = cap;
+		}
+		store_bitmap_set(&d->accessed, b);
+		d->access_order[d->access_len++] = b;
+	}
+	pthread_mutex_unlock(&d->access_lock);
+}
+
+int store_device_access_order(struct store_device *d, uint64_t **blocks, size_t *n)
+{
+	pthread_mutex_lock(&d->access_lock);
+	uint64_t *out = malloc((d->access_len ? d->access_len : 1) * sizeof(*out));
+	if (out) {
+		if (d->access_len)
+			memcpy(out, d->access_order, d->access_len * sizeof(*out));
+		*n = d->access_len;
+	}
+	pthread_mutex_unlock(&d->access_lock);
+	if (!out)
+		return -ENOMEM;
+	*blocks = out;
+	return 0;
+}
+
 /* Destination: wait for the blocks, then read them while no delivery rewrites them. */
 static ssize_t read_waiting(struct store_device *d, void *buf, size_t len, uint64_t off)
 {
@@ -88,6 +130,7 @@ ssize_t store_device_read(struct store_device *d, void *buf, size_t len, uint64_
 	len = store_clip(d->size, len, off);
 	if (!len)
 		return 0;
+	note_access(d, off, len);
 	if (d->wait)
 		return read_waiting(d, buf, len, off);
 	return store_read_at(d->stack, buf, len, off);
@@ -304,6 +347,7 @@ int store_device_new(const struct store_device_opts *o, struct store_provider *s
 	for (size_t i = 0; i < STORE_STRIPES; i++)
 		pthread_rwlock_init(&d->stripes[i], NULL);
 	pthread_mutex_init(&d->changed_lock, NULL);
+	pthread_mutex_init(&d->access_lock, NULL);
 	d->block_size = bs;
 	d->block_shift = (unsigned)__builtin_ctz(bs);
 	d->size = store_size(stack);
@@ -314,6 +358,9 @@ int store_device_new(const struct store_device_opts *o, struct store_provider *s
 		goto fail;
 	}
 	r = store_tracker_new(d->nblocks, &d->tracker);
+	if (r < 0)
+		goto fail;
+	r = store_bitmap_init(&d->accessed, d->nblocks);
 	if (r < 0)
 		goto fail;
 	r = store_volatility_new(d->nblocks, o->expiry_ns, &d->vol);
@@ -346,6 +393,9 @@ void store_device_free(struct store_device *d)
 	for (size_t i = 0; i < STORE_STRIPES; i++)
 		pthread_rwlock_destroy(&d->stripes[i]);
 	pthread_mutex_destroy(&d->changed_lock);
+	pthread_mutex_destroy(&d->access_lock);
+	store_bitmap_free(&d->accessed);
+	free(d->access_order);
 	free(d->name);
 	free(d);
 }

@@ -36,6 +36,14 @@ struct store_device {
 	 * half of two versions and "local wins" holds against late deliveries.
 	 */
 	pthread_rwlock_t stripes[STORE_STRIPES];
+	/*
+	 * The blocks in the order the exposure first read them: what the VMM
+	 * reads once and then finds in its page cache, its working set.
+	 */
+	pthread_mutex_t access_lock;
+	struct store_bitmap accessed;
+	uint64_t *access_order;
+	size_t access_len, access_cap;
 };
 
 /* How much of [OFF, OFF+LEN) lies inside SIZE bytes: I/O past the end is cut, not refused. */

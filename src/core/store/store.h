@@ -296,6 +296,11 @@ ssize_t store_device_read_block(struct store_device *d, uint64_t block, void *bu
 int store_device_block_is_zero(struct store_device *d, uint64_t block);
 struct store_tracker *store_device_tracker(struct store_device *d);
 struct store_volatility *store_device_volatility(struct store_device *d);
+/*
+ * The blocks read through store_device_read (an exposure: the VMM), each
+ * once, in the order of their first read: *BLOCKS is malloc'd, *N may be 0.
+ */
+int store_device_access_order(struct store_device *d, uint64_t **blocks, size_t *n);
 
 /* Destination side; NULL / -EINVAL on a device made without destination. */
 struct store_wait *store_device_wait(struct store_device *d);

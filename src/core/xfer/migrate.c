@@ -960,6 +960,16 @@ static int src_run(struct src *s, const struct xfer_source_opts *o)
 			r = src_post_copy(s);
 		if (r < 0)
 			return r;
+		/*
+		 * Then what its VMM read here, first read first: resumed on
+		 * the destination, the VM reads much the same in much the same
+		 * order, so the pass is ahead of most of its requests.
+		 */
+		for (size_t i = 0; i < s->n; i++) {
+			struct xfer_dev *d = s->devs[i].d;
+			if (d->ops->postcopy_order && (r = d->ops->postcopy_order(d)) < 0)
+				log_debug("device '%s' goes in its plain order: %s", d->name, strerror(-r));
+		}
 	}
 
 	/* 2. full pass */

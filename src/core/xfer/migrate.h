@@ -35,6 +35,12 @@ struct xfer_dev_ops {
 	int (*next_block)(struct xfer_dev *d, uint64_t *block);
 	/* Source, optional: return and clear the dirty set (sorted, malloc'd). NULL = never changes. */
 	int (*sync_dirty)(struct xfer_dev *d, uint64_t **blocks, size_t *n);
+	/*
+	 * Source, optional, post-copy only: the full pass comes after the
+	 * authority, while the resumed VM waits for what it touches: put the
+	 * blocks its VMM read first (here, before the suspend) at the pass's head.
+	 */
+	int (*postcopy_order)(struct xfer_dev *d);
 	/* Source, optional: block ranges a destination with the shared base already holds. */
 	int (*have)(struct xfer_dev *d, struct xfer_range **ranges, size_t *n);
 

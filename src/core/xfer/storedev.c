@@ -120,6 +120,20 @@ static int sd_next_block(struct xfer_dev *d, uint64_t *block)
 	return r < 0 ? r : 0;
 }
 
+/* The VM's working set (the blocks its VMM read, first read first) ahead of the rest. */
+static int sd_postcopy_order(struct xfer_dev *d)
+{
+	struct xfer_storedev *s = d->ctx;
+	struct store_volatility *v = store_device_volatility(s->sd);
+	_cleanup_free_ uint64_t *order = NULL;
+	size_t n = 0;
+	int r = store_device_access_order(s->sd, &order, &n);
+
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = store_volatility_prioritise(v, order[i]);
+	return r < 0 ? r : 0;
+}
+
 static int sd_sync(struct xfer_dev *d, uint64_t **blocks, size_t *n)
 {
 	struct xfer_storedev *s = d->ctx;
@@ -196,6 +210,7 @@ static const struct xfer_dev_ops storedev_ops = {
 	.read_block = sd_read_block,
 	.zero_block = sd_zero_block,
 	.next_block = sd_next_block,
+	.postcopy_order = sd_postcopy_order,
 	.sync_dirty = sd_sync,
 	.have = sd_have,
 	.deliver = sd_deliver,
