@@ -2,12 +2,19 @@
  * The agent's work, independent of the transport: read request lines from
  * the host, run the before-suspend / after-resume command and answer only
  * when it has finished, with the error in the original's (Go exec) wording.
+ *
+ * From its BeforeSuspend answer to its AfterResume answer the agent runs in
+ * the SCHED_IDLE class: right after a resume (or a migration) the guest's
+ * own services go first, and the agent's call, which nobody waits on as
+ * closely as on them, takes what CPU is left. Commands run at the normal
+ * class (docs/guest-agent.md).
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +25,14 @@
 #include "core/io.h"
 #include "core/util.h"
 #include "guest/guest.h"
+
+/* The agent's scheduling class: SCHED_IDLE when YIELD (best effort: failing changes nothing). */
+static void agent_yield(bool yield)
+{
+	struct sched_param sp = {0};
+
+	(void)sched_setscheduler(0, yield ? SCHED_IDLE : SCHED_OTHER, &sp);
+}
 
 int guest_run_command(const char *shell, const char *cmd, char *err, size_t errlen)
 {
@@ -51,6 +66,7 @@ int guest_run_command(const char *shell, const char *cmd, char *err, size_t errl
 			close(nul);
 		}
 		signal(SIGPIPE, SIG_DFL);
+		agent_yield(false);
 		execvp(shell, argv);
 		e = errno;
 		(void)!write(pfd[1], &e, sizeof(e));
@@ -88,20 +104,24 @@ int guest_run_command(const char *shell, const char *cmd, char *err, size_t errl
 }
 
 int guest_agent_handle_line(const struct guest_agent_opts *o, const char *line, size_t len,
-                            char *out, size_t outlen)
+                            char *out, size_t outlen, int *yield)
 {
 	struct guest_rpc_request req;
 	char err[512];
 	const char *cmd = NULL;
 	int r;
 
+	*yield = -1;
 	r = guest_rpc_parse(line, len, &req);
 	if (r <= 0)
 		return 0; /* not a request (or garbage): nothing to answer */
-	if (strcmp(req.function, "BeforeSuspend") == 0)
+	if (strcmp(req.function, "BeforeSuspend") == 0) {
 		cmd = o->before_suspend_cmd;
-	else if (strcmp(req.function, "AfterResume") == 0)
+		*yield = 1;
+	} else if (strcmp(req.function, "AfterResume") == 0) {
 		cmd = o->after_resume_cmd;
+		*yield = 0;
+	}
 	if (!cmd && strcmp(req.function, "BeforeSuspend") != 0 &&
 	    strcmp(req.function, "AfterResume") != 0) {
 		snprintf(err, sizeof(err), "unknown function '%s'", req.function);
@@ -142,14 +162,18 @@ int guest_agent_serve(const struct guest_agent_opts *o, int fd)
 			if (buf[i] != '\n')
 				continue;
 			if (!discarding) {
+				int yield;
+
 				len = guest_agent_handle_line(o, buf + start, i - start, out,
-				                              sizeof(out));
+				                              sizeof(out), &yield);
 				if (len > 0) {
 					int r = write_all(fd, out, (size_t)len);
 
 					if (r < 0)
 						return r;
 				}
+				if (len > 0 && yield >= 0)
+					agent_yield(yield);
 			}
 			discarding = false;
 			start = i + 1;

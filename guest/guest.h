@@ -112,9 +112,14 @@ struct guest_agent_opts {
  */
 int guest_run_command(const char *shell, const char *cmd, char *err, size_t errlen);
 
-/* Answers one request line; writes the response line into out. Returns its length, 0 if none. */
+/*
+ * Answers one request line; writes the response line into out. Returns its
+ * length, 0 if none. *yield: 1 after BeforeSuspend, 0 after AfterResume,
+ * -1 otherwise: whether the agent yields the CPU (SCHED_IDLE) once the
+ * answer is out.
+ */
 int guest_agent_handle_line(const struct guest_agent_opts *o, const char *line, size_t len,
-                            char *out, size_t outlen);
+                            char *out, size_t outlen, int *yield);
 
 /*
  * Serves requests on fd until the peer goes away: returns 0 on EOF, -errno

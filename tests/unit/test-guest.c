@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,10 +186,26 @@ static int read_line(int fd, char *buf, size_t len)
 	return -1;
 }
 
+/* PID's scheduling class once it is WANT, or what it still is after 2 s. */
+static int policy_of(pid_t pid, int want)
+{
+	int p = -1;
+
+	for (int i = 0; i < 200; i++) {
+		p = sched_getscheduler(pid);
+		if (p == want)
+			break;
+		usleep(10000);
+	}
+	return p;
+}
+
 static void test_serve(void)
 {
-	char dir[] = "/tmp/test-guest.XXXXXX", before[600], marker[256], line[1024];
-	struct guest_agent_opts o = {.shell_cmd = "sh", .after_resume_cmd = "exit 5"};
+	char dir[] = "/tmp/test-guest.XXXXXX", before[600], after[600], marker[256], line[1024];
+	char policy[256], buf[16] = "";
+	struct guest_agent_opts o = {.shell_cmd = "sh"};
+	FILE *f;
 	int sv[2], status = 0;
 	pid_t pid;
 	char *big;
@@ -201,6 +218,10 @@ static void test_serve(void)
 	/* the answer must only come after the command finished: it sleeps first */
 	snprintf(before, sizeof(before), "sleep 0.3; echo done > %s", marker);
 	o.before_suspend_cmd = before;
+	/* field 41 of /proc/PID/stat: the scheduling class the command runs in */
+	snprintf(policy, sizeof(policy), "%s/policy", dir);
+	snprintf(after, sizeof(after), "cut -d' ' -f41 /proc/$$/stat > %s; exit 5", policy);
+	o.after_resume_cmd = after;
 	pid = fork();
 	if (pid == 0) {
 		close(sv[0]);
@@ -216,6 +237,8 @@ static void test_serve(void)
 	       "{\"request\":null,\"response\":{\"call\":\"c1\",\"value\":null,\"err\":\"\"}}",
 	       "BeforeSuspend answered with success");
 	ok(access(marker, F_OK) == 0, "before-suspend command had finished when the answer came");
+	is_int(policy_of(pid, SCHED_IDLE), SCHED_IDLE,
+	       "after its BeforeSuspend answer the agent yields (SCHED_IDLE)");
 
 	/* two requests in one write, with blank lines and a response mixed in */
 	const char *two =
@@ -229,6 +252,13 @@ static void test_serve(void)
 	    line,
 	    "{\"request\":null,\"response\":{\"call\":2,\"value\":null,\"err\":\"exit status 5\"}}",
 	    "AfterResume failure reported in err");
+	f = fopen(policy, "r");
+	ok(f && fgets(buf, sizeof(buf), f) && atoi(buf) == SCHED_OTHER,
+	   "the after-resume command ran in the normal class, not the agent's");
+	if (f)
+		fclose(f);
+	is_int(policy_of(pid, SCHED_OTHER), SCHED_OTHER,
+	       "after its AfterResume answer the agent is back in the normal class");
 	is_int(read_line(sv[0], line, sizeof(line)), 0, "second response");
 	is_str(line,
 	       "{\"request\":null,\"response\":{\"call\":3,\"value\":null,\"err\":\"unknown "
@@ -251,6 +281,7 @@ static void test_serve(void)
 	waitpid(pid, &status, 0);
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "serve returns 0 on EOF");
 	unlink(marker);
+	unlink(policy);
 	rmdir(dir);
 }
 
