@@ -122,8 +122,7 @@ int guest_agent_handle_line(const struct guest_agent_opts *o, const char *line, 
 		cmd = o->after_resume_cmd;
 		*yield = 0;
 	}
-	if (!cmd && strcmp(req.function, "BeforeSuspend") != 0 &&
-	    strcmp(req.function, "AfterResume") != 0) {
+	if (*yield < 0) {
 		snprintf(err, sizeof(err), "unknown function '%s'", req.function);
 	} else {
 		fprintf(stderr, "drafter-agent: %s\n", req.function);
