@@ -740,6 +740,53 @@ static void src_cleanup(struct src *s)
 	pthread_cond_destroy(&s->cond);
 }
 
+/* Post-copy of one pending block (unless a request took it meanwhile). */
+static int src_post_block(struct src *s, struct src_dev *sd, uint64_t b)
+{
+	int r = src_serve_priority(s);
+
+	if (r < 0 || !bit_test(sd->pending, b))
+		return r;
+	r = src_send_block(s, sd, b, false);
+	if (r < 0)
+		return r;
+	bit_set(sd->sent, b);
+	bit_clear(sd->pending, b);
+	return 0;
+}
+
+struct first_ctx {
+	struct src *s;
+	int r;
+};
+
+/* The hooks' "first" ranges: their pending blocks now. */
+static void src_first_range(void *arg, const char *name, uint64_t off, uint64_t len)
+{
+	struct first_ctx *f = arg;
+
+	for (size_t i = 0; i < f->s->n && f->r == 0; i++) {
+		struct src_dev *sd = &f->s->devs[i];
+		uint64_t size = sd->d->size, bs = sd->d->block_size;
+		if (strcmp(sd->d->name, name) != 0 || !len || off >= size)
+			continue;
+		uint64_t last = (len > size - off ? size - 1 : off + len - 1) / bs;
+		for (uint64_t b = off / bs; b <= last && f->r == 0; b++)
+			if (bit_test(sd->pending, b))
+				f->r = src_post_block(f->s, sd, b);
+	}
+}
+
+/* The pending blocks of the ranges the hooks name (what the destination reads first). */
+static int src_send_first(struct src *s)
+{
+	struct first_ctx f = { .s = s };
+
+	if (s->frozen && s->h && s->h->first)
+		s->h->first(s->h->ctx, src_first_range, &f);
+	return f.r;
+}
+
 /*
  * 4. BeforeSuspend and, when blocks went out already, one closing cycle of
  * what the VM wrote meanwhile and a flush (it still runs: this is not
@@ -785,6 +832,12 @@ static int src_freeze(struct src *s)
 		s->st->final_dirty += n;
 	}
 	s->frozen = true;
+	/*
+	 * What the destination reads first once it has authority (its VM's
+	 * record and state) goes now, while the lists' acknowledgement travels.
+	 */
+	if ((r = src_send_first(s)) < 0)
+		return r;
 	return src_wait_ack(s, last);
 }
 
@@ -826,60 +879,39 @@ static uint64_t bits_count(const uint64_t *bits, uint64_t n)
 	return c;
 }
 
-/* Post-copy of one pending block (unless a request took it meanwhile). */
-static int src_post_block(struct src *s, struct src_dev *sd, uint64_t b)
+/*
+ * One device's pending blocks: those its VMM read first, in that order (when
+ * the device keeps it), then the rest in ascending order.
+ */
+static int src_post_device(struct src *s, struct src_dev *sd)
 {
-	int r = src_serve_priority(s);
+	_cleanup_free_ uint64_t *first = NULL;
+	size_t nfirst = 0;
+	int r = 0;
 
-	if (r < 0 || !bit_test(sd->pending, b))
-		return r;
-	r = src_send_block(s, sd, b, false);
-	if (r < 0)
-		return r;
-	bit_set(sd->sent, b);
-	bit_clear(sd->pending, b);
-	return 0;
-}
-
-struct first_ctx {
-	struct src *s;
-	int r;
-};
-
-/* The hooks' "first" ranges: their pending blocks now. */
-static void src_first_range(void *arg, const char *name, uint64_t off, uint64_t len)
-{
-	struct first_ctx *f = arg;
-
-	for (size_t i = 0; i < f->s->n && f->r == 0; i++) {
-		struct src_dev *sd = &f->s->devs[i];
-		uint64_t size = sd->d->size, bs = sd->d->block_size;
-		if (strcmp(sd->d->name, name) != 0 || !len || off >= size)
-			continue;
-		uint64_t last = (len > size - off ? size - 1 : off + len - 1) / bs;
-		for (uint64_t b = off / bs; b <= last && f->r == 0; b++)
-			if (bit_test(sd->pending, b))
-				f->r = src_post_block(f->s, sd, b);
-	}
+	if (s->frozen && sd->d->ops->read_order && sd->d->ops->read_order(sd->d, &first, &nfirst) < 0)
+		nfirst = 0; /* only an ordering hint is lost */
+	for (size_t i = 0; r == 0 && i < nfirst; i++)
+		if (first[i] < sd->nblocks && bit_test(sd->pending, first[i]))
+			r = src_post_block(s, sd, first[i]);
+	for (uint64_t b = 0; r == 0 && b < sd->nblocks; b++)
+		if (bit_test(sd->pending, b))
+			r = src_post_block(s, sd, b);
+	return r;
 }
 
 /*
  * Post-copy: the final dirty blocks not sent yet, requested ones first,
  * then the ranges the hooks name (what the destination reads before it can
- * resume its VM). Then devices with the fewest go first: the VM's state and
- * snapshot record ahead of its memory.
+ * resume its VM; usually gone before the authority already). Then devices
+ * with the fewest go first: the VM's state and snapshot record ahead of its
+ * memory.
  */
 static int src_post_copy(struct src *s)
 {
 	size_t order[XFER_MAX_DEVICES];
 	uint64_t count[XFER_MAX_DEVICES];
-	struct first_ctx f = { .s = s };
-
-	if (s->frozen && s->h && s->h->first) {
-		s->h->first(s->h->ctx, src_first_range, &f);
-		if (f.r < 0)
-			return f.r;
-	}
+	int r = src_send_first(s);
 
 	for (size_t i = 0; i < s->n; i++) {
 		size_t j = i;
@@ -890,15 +922,10 @@ static int src_post_copy(struct src *s)
 		}
 		order[j] = i;
 	}
-	for (size_t k = 0; k < s->n; k++) {
-		struct src_dev *sd = &s->devs[order[k]];
-		for (uint64_t b = 0; b < sd->nblocks; b++) {
-			int r = bit_test(sd->pending, b) ? src_post_block(s, sd, b) : 0;
-			if (r < 0)
-				return r;
-		}
-	}
-	return src_serve_priority(s);
+	for (size_t k = 0; r == 0 && k < s->n; k++)
+		if (count[order[k]])
+			r = src_post_device(s, &s->devs[order[k]]);
+	return r < 0 ? r : src_serve_priority(s);
 }
 
 static int src_run(struct src *s, const struct xfer_source_opts *o)

@@ -41,6 +41,12 @@ struct xfer_dev_ops {
 	 * blocks its VMM read first (here, before the suspend) at the pass's head.
 	 */
 	int (*postcopy_order)(struct xfer_dev *d);
+	/*
+	 * Source, optional: the blocks its VMM read, first read first (malloc'd).
+	 * The final dirty blocks go in that order after the authority: the
+	 * destination's VMM and the resumed VM read them in much the same order.
+	 */
+	int (*read_order)(struct xfer_dev *d, uint64_t **blocks, size_t *n);
 	/* Source, optional: block ranges a destination with the shared base already holds. */
 	int (*have)(struct xfer_dev *d, struct xfer_range **ranges, size_t *n);
 

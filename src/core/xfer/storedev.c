@@ -134,6 +134,12 @@ static int sd_postcopy_order(struct xfer_dev *d)
 	return r < 0 ? r : 0;
 }
 
+static int sd_read_order(struct xfer_dev *d, uint64_t **blocks, size_t *n)
+{
+	struct xfer_storedev *s = d->ctx;
+	return store_device_access_order(s->sd, blocks, n);
+}
+
 static int sd_sync(struct xfer_dev *d, uint64_t **blocks, size_t *n)
 {
 	struct xfer_storedev *s = d->ctx;
@@ -211,6 +217,7 @@ static const struct xfer_dev_ops storedev_ops = {
 	.zero_block = sd_zero_block,
 	.next_block = sd_next_block,
 	.postcopy_order = sd_postcopy_order,
+	.read_order = sd_read_order,
 	.sync_dirty = sd_sync,
 	.have = sd_have,
 	.deliver = sd_deliver,
