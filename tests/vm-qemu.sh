@@ -69,6 +69,7 @@ like "config keeps the original's agentVSockPort and records the machine" "$cfg"
 is "outputs are padded like the original's (config: 1 MiB + 1 MiB)" "$(stat -c %s "$pkg/config.json")" 2097152
 is "no temporary files left next to the outputs" "$(ls -a "$pkg" | grep -c drafter-)" 0
 like "the extra disk is recorded after the root disk" "$cfg" '"disks":\["disk","oci"\]'
+like "the virtio-serial device's ports are recorded (console, liveness, agent)" "$cfg" '"serialPorts":3,'
 is "the extra disk's content is in the package" "$(head -c 15 "$pkg/oci.ext4")" OCI-DISK-MARKER
 cp "$pkg/memory.bin" "$T/memory.first"
 
@@ -110,6 +111,8 @@ ok "run 2: the after-resume hook ran ($r1 -> $r2)" test "${r2:-0}" -gt "${r1:-0}
 cp "$pkg/config.json" "$T/config.before"
 vmm=$(vmm_of $runpid)
 ok "run 2: QEMU runs as a child of drafter" test -n "$vmm"
+like "run 2: restored with the recorded virtio-serial ports" "$(tr '\0' ' ' </proc/$vmm/cmdline)" \
+	'virtio-serial-device,id=vser0,max_ports=3 '
 kill -KILL $vmm
 wait $runpid
 rc=$?

@@ -63,6 +63,7 @@ static void test_meta(void)
 	m.machine.agent_port = 26;
 	m.machine.liveness_port = 25;
 	m.machine.initramfs = true;
+	m.machine.serial_ports = VM_QEMU_SERIAL_PORTS;
 	m.machine.disks[0] = xstrdup("disk");
 	m.machine.disks[1] = xstrdup("oci");
 	m.machine.n_disks = 2;
@@ -88,10 +89,25 @@ static void test_meta(void)
 	is_int(back.machine.n_disks, 2, "two disks");
 	is_str(back.machine.disks[1], "oci", "disk order kept");
 	ok(back.machine.initramfs, "initramfs flag");
+	is_int(back.machine.serial_ports, VM_QEMU_SERIAL_PORTS, "virtio-serial ports");
 	is_str(back.snapshot_id, m.snapshot_id, "snapshot id");
 	is_int(back.state_size, 68027, "state size");
+	ok(vm_machine_equal(&back.machine, &m.machine), "the machine read back equals the one written");
+	back.machine.serial_ports = 0;
+	ok(!vm_machine_equal(&back.machine, &m.machine),
+	   "another number of virtio-serial ports is another machine");
 	vm_meta_free(&back);
 	vm_meta_free(&m);
+
+	/* A record from before serialPorts: QEMU's default (0 here), as it was booted. */
+	const char old[] = "{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"cpuCount\":1,\"memorySize\":1,"
+			   "\"snapshotId\":\"00000000000000000000000000000000\"}}";
+	is_int(vm_meta_parse(old, sizeof old, &back), 0, "a record without serialPorts parses");
+	is_int(back.machine.serial_ports, 0, "without serialPorts: QEMU's default number of ports");
+	json = vm_meta_to_json(&back);
+	ok(!strstr(json, "serialPorts"), "and is written back without it");
+	free(json);
+	vm_meta_free(&back);
 
 	/* The original's config.json: Firecracker, agent port only. */
 	const char orig[] = "{\"agentVSockPort\":27}\0\0\0\0";
@@ -108,6 +124,8 @@ static void test_meta(void)
 		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"bochs\",\"cpuCount\":1,\"memorySize\":1,\"snapshotId\":\"00000000000000000000000000000000\"}}",
 		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"cpuCount\":0,\"memorySize\":1,\"snapshotId\":\"00000000000000000000000000000000\"}}",
 		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"cpuCount\":1,\"memorySize\":1,\"snapshotId\":\"../../etc\"}}",
+		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"serialPorts\":512,\"cpuCount\":1,\"memorySize\":1,\"snapshotId\":\"00000000000000000000000000000000\"}}",
+		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"serialPorts\":\"3\",\"cpuCount\":1,\"memorySize\":1,\"snapshotId\":\"00000000000000000000000000000000\"}}",
 		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"cpuCount\":1,\"memorySize\":1,\"snapshotId\":\"00000000000000000000000000000000\",\"disks\":[\"\"]}}",
 		"{\"agentVSockPort\":26,\"drafter\":{\"vmm\":\"qemu\",\"cpuCount\":1,\"memorySize\":1,\"snapshotId\":\"00000000000000000000000000000000\",\"disks\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]}}",
 	};

@@ -62,7 +62,8 @@ bool vm_machine_equal(const struct vm_machine *a, const struct vm_machine *b)
 {
 	if (a->kind != b->kind || a->fc_fork != b->fc_fork || a->cpu_count != b->cpu_count ||
 	    a->memory_mib != b->memory_mib || a->agent_port != b->agent_port ||
-	    a->liveness_port != b->liveness_port || a->initramfs != b->initramfs || a->n_disks != b->n_disks)
+	    a->liveness_port != b->liveness_port || a->initramfs != b->initramfs ||
+	    a->serial_ports != b->serial_ports || a->n_disks != b->n_disks)
 		return false;
 	if (!str_eq(a->accel, b->accel) || !str_eq(a->machine, b->machine) ||
 	    !str_eq(a->cpu_template, b->cpu_template) || !str_eq(a->interface, b->interface) ||
@@ -100,6 +101,8 @@ char *vm_meta_to_json(const struct vm_meta *meta)
 	if (m->kind == VM_KIND_QEMU) {
 		json_object_object_add(d, "accel", json_object_new_string(m->accel));
 		json_object_object_add(d, "machine", json_object_new_string(m->machine));
+		if (m->serial_ports)
+			json_object_object_add(d, "serialPorts", json_object_new_int64(m->serial_ports));
 	} else {
 		json_object_object_add(d, "firecrackerFork", json_object_new_boolean(m->fc_fork));
 	}
@@ -218,6 +221,10 @@ static int parse_drafter(json_object *d, struct vm_meta *meta)
 	if (get_u64(d, "livenessVSockPort", UINT32_MAX, &x, false) < 0)
 		return -EINVAL;
 	m->liveness_port = (uint32_t)x;
+	x = 0;
+	if (get_u64(d, "serialPorts", VM_QEMU_SERIAL_PORTS_MAX, &x, false) < 0)
+		return -EINVAL;
+	m->serial_ports = (uint32_t)x;
 	if (get_u64(d, "stateSize", UINT64_MAX >> 1, &meta->state_size, false) < 0 ||
 	    get_u64(d, "created", UINT64_MAX >> 1, &meta->created_unix, false) < 0)
 		return -EINVAL;

@@ -186,7 +186,11 @@ static void build_argv(struct vm *vm, struct argv_buf *a, int qmp_fd, int live_f
 		addf(a, "%s,drive=drive%zu", mmio ? "virtio-blk-device" : "virtio-blk-pci", i);
 	}
 	add(a, "-device");
-	add(a, mmio ? "virtio-serial-device,id=vser0" : "virtio-serial-pci,id=vser0");
+	if (m->serial_ports)
+		addf(a, "%s,id=vser0,max_ports=%u", mmio ? "virtio-serial-device" : "virtio-serial-pci",
+		     m->serial_ports);
+	else
+		add(a, mmio ? "virtio-serial-device,id=vser0" : "virtio-serial-pci,id=vser0");
 	add(a, "-chardev");
 	addf(a, "socket,id=liveness,fd=%d", live_fd);
 	add(a, "-device");
@@ -345,6 +349,8 @@ static int qemu_boot(struct vm *vm)
 		snprintf(m->accel, sizeof m->accel, "%s", pick_accel());
 	if (!m->machine[0])
 		snprintf(m->machine, sizeof m->machine, "microvm");
+	if (!m->serial_ports)
+		m->serial_ports = VM_QEMU_SERIAL_PORTS;
 	/* microvm under TCG can hang calibrating the TSC against the PIT: give it the rate. */
 	if (str_eq(m->machine, "microvm")) {
 		char arg[48];

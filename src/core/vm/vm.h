@@ -24,6 +24,13 @@ enum vm_kind { VM_KIND_QEMU, VM_KIND_FIRECRACKER };
 
 #define VM_MAX_DISKS 16
 #define VM_ID_LEN 32 /* hex characters of a snapshot id */
+/*
+ * QEMU's virtio-serial ports for a new VM: port 0 (the console's, unused),
+ * liveness and agent. QEMU's default of 31 has the guest set up queues for
+ * 31 ports, which a restore then reads (docs/vm.md). QEMU allows 511.
+ */
+#define VM_QEMU_SERIAL_PORTS 3
+#define VM_QEMU_SERIAL_PORTS_MAX 511
 
 /*
  * Everything a restore must reproduce exactly, recorded in the `config`
@@ -45,6 +52,7 @@ struct vm_machine {
 	uint32_t agent_port;    /* vsock ports (Firecracker), kept for the original's config */
 	uint32_t liveness_port;
 	bool initramfs;         /* booted with an initramfs device */
+	uint32_t serial_ports;  /* QEMU: virtio-serial max_ports; 0 = QEMU's default (31) */
 	char *disks[VM_MAX_DISKS]; /* device names attached as drives, in order */
 	size_t n_disks;
 };
