@@ -238,6 +238,19 @@ static void peer_prefetch(void *ctx, const char *name, uint64_t off, uint64_t le
 	}
 }
 
+/* Destination: LEN bytes at OFF of device NAME, from the store (no FUSE round trip). */
+static ssize_t peer_read(void *ctx, const char *name, void *buf, size_t len, uint64_t off)
+{
+	struct peer *p = ctx;
+
+	for (size_t i = 0; i < p->n; i++) {
+		struct store_device *d = xfer_storedev_store(p->devs[i]);
+		if (str_eq(store_device_name(d), name))
+			return store_device_read(d, buf, len, off);
+	}
+	return -ENOENT;
+}
+
 /*
  * Start the VM from the exposed devices (a destination passes WAIT: its
  * VMM starts while the migration runs and loads the state once the devices
@@ -557,7 +570,7 @@ static int peer_migrate_in(struct peer *p)
 		snprintf(err, sizeof(err), "cannot start a thread");
 	} else {
 		struct vmmig_wait w = { .fn = peer_wait_authority, .prefetch = peer_prefetch, .settle = peer_settle,
-					.ctx = p };
+					.read = peer_read, .ctx = p };
 		bool start_vm;
 
 		pthread_mutex_lock(&p->lock);

@@ -45,6 +45,24 @@ static int write_file(const char *path, const void *buf, size_t len)
 	return fd < 0 ? -errno : write_all(fd, buf, len);
 }
 
+/* A vm_read_fn over a file that counts its calls. */
+struct mem_reader {
+	const char *path;
+	int calls;
+};
+
+static ssize_t mem_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct mem_reader *r = ctx;
+	int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -errno : pread(fd, buf, len, (off_t)off);
+
+	r->calls++;
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
 static void test_meta(void)
 {
 	struct vm_meta m = { 0 }, back = { 0 };
@@ -153,6 +171,12 @@ static void test_meta(void)
 	is_int(vm_meta_read(p, &back), 0, "read: a record longer than one read step");
 	is_int(back.machine.agent_port, 31, "read: its field");
 	vm_meta_free(&back);
+	struct mem_reader mr = { p, 0 };
+	is_int(vm_meta_read_from(mem_read, &mr, &back), 0, "read through a reader: the same record");
+	is_int(back.machine.agent_port, 31, "read through a reader: its field");
+	ok(mr.calls >= 2 && mr.calls < 8, "read through a reader: stops at the NUL (%d reads of a 2 MiB file)",
+	   mr.calls);
+	vm_meta_free(&back);
 	ok(write_file(p, "{\"agentVSockPort\":32}", 21) == 0, "a config without padding");
 	is_int(vm_meta_read(p, &back), 0, "read: a record that ends with the file");
 	is_int(back.machine.agent_port, 32, "read: its field");
@@ -203,6 +227,14 @@ static void test_stamp_and_copy(void)
 	ok(stat(state, &st) == 0 && st.st_size == (off_t)MIB * 2, "state padded");
 	is_int(vm_check_snapshot(&meta, state, mem), 0, "state and memory belong together");
 	is_int(vm_check_snapshot(&meta, state, copy), -ESTALE, "memory of the earlier stamp refused");
+	/* The same checks on bytes a reader gives (a migration's destination reads its store). */
+	is_int(vm_state_check(&meta, "device state bytes"), 0, "state bytes in memory: their hash matches");
+	is_int(vm_state_check(&meta, "device stAte bytes"), -EBADE, "other state bytes: refused");
+	struct mem_reader mr = { mem, 0 };
+	is_int(vm_memory_check_from(&meta, mem_read, &mr), 0, "stamp through a reader: matches");
+	ok(mr.calls == 1, "... in one read of the stamp (%d)", mr.calls);
+	mr.path = copy;
+	is_int(vm_memory_check_from(&meta, mem_read, &mr), -ESTALE, "the earlier stamp through a reader: refused");
 	fd = open(state, O_WRONLY | O_CLOEXEC);
 	ok(fd >= 0 && pwrite(fd, "X", 1, 3) == 1, "state modified");
 	close(fd);

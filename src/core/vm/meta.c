@@ -287,17 +287,17 @@ int vm_meta_parse(const char *buf, size_t len, struct vm_meta *meta)
 	return 0;
 }
 
-int vm_meta_read(const char *path, struct vm_meta *meta)
+static ssize_t fd_read(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	_cleanup_close_ int fd = -EBADF;
-	_cleanup_free_ char *buf = NULL;
+	return pread_full(*(int *)ctx, buf, len, off);
+}
+
+int vm_meta_read_from(vm_read_fn rd, void *ctx, struct vm_meta *meta)
+{
+	_cleanup_free_ char *buf = xcalloc(1, META_MAX_BYTES + 1);
 	ssize_t n;
 	size_t len;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	buf = xcalloc(1, META_MAX_BYTES + 1);
 	/*
 	 * The text ends at the first NUL (the padding of a config device),
 	 * so reading stops there rather than going through the whole device
@@ -306,7 +306,7 @@ int vm_meta_read(const char *path, struct vm_meta *meta)
 	 */
 	for (len = 0; len < META_MAX_BYTES + 1;) {
 		size_t want = META_MAX_BYTES + 1 - len < META_READ_STEP ? META_MAX_BYTES + 1 - len : META_READ_STEP;
-		n = read_full(fd, buf + len, want);
+		n = rd(ctx, buf + len, want, len);
 		if (n < 0)
 			return (int)n;
 		len += (size_t)n;
@@ -316,6 +316,15 @@ int vm_meta_read(const char *path, struct vm_meta *meta)
 	if (strnlen(buf, len) > META_MAX_BYTES)
 		return -E2BIG;
 	return vm_meta_parse(buf, len, meta);
+}
+
+int vm_meta_read(const char *path, struct vm_meta *meta)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	return vm_meta_read_from(fd_read, &fd, meta);
 }
 
 uint64_t vm_padded_size(uint64_t size)
@@ -371,12 +380,22 @@ int vm_new_id(char id[VM_ID_LEN + 1])
 	return 0;
 }
 
+static int digest_hex(EVP_MD_CTX *ctx, char hex[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
+		return -EIO;
+	for (unsigned int i = 0; i < mdlen && i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
 int vm_sha256_fd(int fd, uint64_t len, char hex[65])
 {
 	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	_cleanup_free_ uint8_t *buf = xcalloc(1, 1 << 16);
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	uint64_t off = 0;
 
 	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
@@ -390,11 +409,19 @@ int vm_sha256_fd(int fd, uint64_t len, char hex[65])
 			return -EIO;
 		off += want;
 	}
-	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
+	return digest_hex(ctx, hex);
+}
+
+int vm_state_check(const struct vm_meta *meta, const void *state)
+{
+	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	char hex[65];
+
+	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		return -ENOMEM;
+	if (EVP_DigestUpdate(ctx, state, meta->state_size) != 1 || digest_hex(ctx, hex) < 0)
 		return -EIO;
-	for (unsigned int i = 0; i < mdlen && i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	return 0;
+	return str_eq(hex, meta->state_sha256) ? 0 : -EBADE;
 }
 
 int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_id)
@@ -425,22 +452,31 @@ int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_i
 	return 0;
 }
 
-int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_id)
+static int stamp_check(vm_read_fn rd, void *ctx, uint64_t ram_bytes, const char *snapshot_id)
 {
-	_cleanup_close_ int fd = -EBADF;
 	char rec[VM_STAMP_LEN] = { 0 }, want[VM_STAMP_LEN] = { 0 };
-	ssize_t n;
+	ssize_t n = rd(ctx, rec, sizeof rec, ram_bytes);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pread(fd, rec, sizeof rec, (off_t)ram_bytes);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	snprintf(want, sizeof want, "%s %s\n", STAMP_MAGIC, snapshot_id);
 	if (n != (ssize_t)sizeof rec || memcmp(rec, want, sizeof rec) != 0)
 		return -ESTALE;
 	return 0;
+}
+
+int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_id)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	return stamp_check(fd_read, &fd, ram_bytes, snapshot_id);
+}
+
+int vm_memory_check_from(const struct vm_meta *meta, vm_read_fn rd, void *ctx)
+{
+	return stamp_check(rd, ctx, (uint64_t)meta->machine.memory_mib * MIB, meta->snapshot_id);
 }
 
 /* Copy [FROM, END) of IN to the same offsets of OUT with read and write. */

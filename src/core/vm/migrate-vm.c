@@ -39,6 +39,7 @@ struct vmmig {
 	char hook_err[256];
 	uint64_t resumed_ns; /* realtime, when the VM last started running */
 	bool told;           /* BeforeSuspend done, the suspend comes next */
+	void *state_data;    /* destination: the state read with wait.read, fed to QEMU */
 };
 
 uint64_t vmmig_realtime_ns(void)
@@ -119,16 +120,31 @@ static int after_resume(struct vmmig *m, char *err, size_t errlen)
 	return r;
 }
 
+/* A device of the destination, read with wait.read (vm_read_fn). */
+struct direct {
+	struct vmmig *m;
+	const char *name;
+};
+
+static ssize_t direct_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct direct *d = ctx;
+	return d->m->wait.read(d->m->wait.ctx, d->name, buf, len, off);
+}
+
 /*
- * The snapshot record in the `config` device, if it describes a VM drafter
- * can migrate: QEMU, or Firecracker's live-migration fork, whose memory is
- * mapped shared so the guest's writes reach the memory device. Upstream
+ * The snapshot record in the `config` device (read from the store with
+ * wait.read when there is one, else through its file), if it describes a
+ * VM drafter can migrate: QEMU, or Firecracker's live-migration fork, whose
+ * memory is mapped shared so the guest's writes reach the memory device. Upstream
  * Firecracker maps it privately: nothing the guest writes would be seen
  * before the suspend writes all of memory again.
  */
 static int read_meta(struct vmmig *m, struct vm_meta *meta, char *err, size_t errlen)
 {
-	int r = vm_meta_read(m->config, meta);
+	struct direct config = { m, "config" };
+	int r = m->wait.read ? vm_meta_read_from(direct_read, &config, meta)
+			     : vm_meta_read(m->config, meta);
 
 	if (r < 0) {
 		snprintf(err, errlen, "cannot read snapshot config '%s': %s", m->config,
@@ -146,15 +162,54 @@ static int read_meta(struct vmmig *m, struct vm_meta *meta, char *err, size_t er
 	return 0;
 }
 
+static void check_err(int r, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s",
+		 r == -EBADE	? "the state device does not belong to the snapshot config"
+		 : r == -ESTALE ? "the memory device belongs to another snapshot"
+				: strerror(-r));
+}
+
 static int check_snapshot(struct vmmig *m, const struct vm_meta *meta, char *err, size_t errlen)
 {
 	int r = vm_check_snapshot(meta, m->state, m->memory);
 
 	if (r < 0)
-		snprintf(err, errlen, "%s",
-			 r == -EBADE	? "the state device does not belong to the snapshot config"
-			 : r == -ESTALE ? "the memory device belongs to another snapshot"
-					: strerror(-r));
+		check_err(r, err, errlen);
+	return r;
+}
+
+/*
+ * The state into memory (for QEMU), checked against META, and the memory
+ * stamp, read with wait.read: no round trip through the exposure for
+ * either. The state device's size bounds what a record can make us read.
+ */
+static int check_snapshot_direct(struct vmmig *m, const struct vm_meta *meta, char *err,
+				 size_t errlen)
+{
+	struct direct state = { m, "state" }, memory = { m, "memory" };
+	struct stat st;
+	ssize_t n;
+	int r;
+
+	if (stat(m->state, &st) < 0) {
+		r = -errno;
+		check_err(r, err, errlen);
+		return r;
+	}
+	free(m->state_data);
+	m->state_data = NULL;
+	if (meta->state_size > (uint64_t)st.st_size) {
+		check_err(-EBADE, err, errlen);
+		return -EBADE;
+	}
+	m->state_data = xcalloc(1, meta->state_size ? (size_t)meta->state_size : 1);
+	n = direct_read(&state, m->state_data, (size_t)meta->state_size, 0);
+	r = n < 0 ? (int)n : (uint64_t)n < meta->state_size ? -EBADE : vm_state_check(meta, m->state_data);
+	if (r == 0)
+		r = vm_memory_check_from(meta, direct_read, &memory);
+	if (r < 0)
+		check_err(r, err, errlen);
 	return r;
 }
 
@@ -194,7 +249,8 @@ static int authority_then_load(void *ctx)
 		r = -EAGAIN;
 	}
 	if (r == 0)
-		r = check_snapshot(m, &meta, m->hook_err, sizeof m->hook_err);
+		r = m->wait.read ? check_snapshot_direct(m, &meta, m->hook_err, sizeof m->hook_err)
+				 : check_snapshot(m, &meta, m->hook_err, sizeof m->hook_err);
 	if (r < 0) {
 		vm_meta_free(&meta);
 		return r;
@@ -202,6 +258,7 @@ static int authority_then_load(void *ctx)
 	vm_meta_free(&m->meta);
 	m->meta = meta;
 	m->vm.spec.state_size = meta.state_size;
+	m->vm.spec.state_data = m->state_data;
 	log_debug("snapshot %s checked at %.3f", meta.snapshot_id, (double)vmmig_realtime_ns() / 1e9);
 	if (m->wait.settle)
 		m->wait.settle(m->wait.ctx);
@@ -491,6 +548,7 @@ void vmmig_free(struct vmmig *m)
 	if (m->started)
 		vm_free(&m->vm);
 	vm_meta_free(&m->meta);
+	free(m->state_data);
 	free(m->state);
 	free(m->memory);
 	free(m->config);

@@ -41,6 +41,13 @@ struct vmmig_wait {
 	 * from now on nothing may write the devices behind the VM's back.
 	 */
 	void (*settle)(void *ctx);
+	/*
+	 * Optional: read LEN bytes at OFF of device NAME directly, not through
+	 * its exposure (a missing block is waited for as by a read of the
+	 * exposed file); the bytes read or -errno. The record, the state and
+	 * the stamp are then read with it, and QEMU gets the state from memory.
+	 */
+	ssize_t (*read)(void *ctx, const char *name, void *buf, size_t len, uint64_t off);
 	void *ctx;
 };
 

@@ -374,6 +374,7 @@ static int qemu_boot(struct vm *vm)
 
 struct feeder {
 	int in, out;
+	const uint8_t *data; /* the state in memory, else read from IN */
 	uint64_t len;
 	int result;
 };
@@ -388,8 +389,9 @@ static void *feed_state(void *arg)
 	f->result = 0;
 	while (off < f->len) {
 		size_t want = f->len - off > sizeof buf ? sizeof buf : (size_t)(f->len - off);
-		f->result = pread_exact(f->in, buf, want, off);
-		if (f->result == 0)
+		if (f->data)
+			f->result = write_all(f->out, f->data + off, want);
+		else if ((f->result = pread_exact(f->in, buf, want, off)) == 0)
 			f->result = write_all(f->out, buf, want);
 		if (f->result < 0)
 			break;
@@ -435,6 +437,7 @@ static int qemu_restore(struct vm *vm)
 	}
 	f.in = state;
 	f.out = pfd[1];
+	f.data = vm->spec.state_data;
 	f.len = vm->spec.state_size;
 	if (pthread_create(&th, NULL, feed_state, &f) != 0) {
 		close(pfd[1]);

@@ -98,6 +98,18 @@ int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_i
 int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_id);
 
 /*
+ * Reading a file, or a device without going through its exposure: LEN
+ * bytes at OFF into BUF; the bytes read (fewer only at the end) or -errno.
+ */
+typedef ssize_t (*vm_read_fn)(void *ctx, void *buf, size_t len, uint64_t off);
+/* vm_meta_read with a reader. */
+int vm_meta_read_from(vm_read_fn rd, void *ctx, struct vm_meta *meta);
+/* Does STATE (meta->state_size bytes) hash to META's state? -EBADE when not. */
+int vm_state_check(const struct vm_meta *meta, const void *state);
+/* Does the memory RD reads carry META's stamp? -ESTALE when not. */
+int vm_memory_check_from(const struct vm_meta *meta, vm_read_fn rd, void *ctx);
+
+/*
  * Finish a saved snapshot: new snapshot id in META, hash STATE (and pad it
  * like the original, unless the VMM reads the whole file: upstream
  * Firecracker), stamp MEMORY. The caller writes META to the config device last.
@@ -133,6 +145,7 @@ struct vm_spec {
 	char *initramfs;             /* cold boot only, optional */
 	char *state;                 /* restore: state to load (first state_size bytes) */
 	uint64_t state_size;
+	const void *state_data;      /* restore, QEMU, optional: those bytes, read already (not owned) */
 	char *memory;                /* guest RAM file (created for boot, loaded on restore) */
 	char *disk_paths[VM_MAX_DISKS]; /* parallel to machine.disks */
 	bool enable_input, enable_output;
