@@ -424,11 +424,20 @@ static int qemu_restore(struct vm *vm)
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -errno;
 	rd = pfd[0];
-	/* The pipe goes over before the wait: one command less once the state may load. */
+	/*
+	 * The pipe goes over and the incoming migration starts before the
+	 * wait: QEMU then waits for the state's first bytes, and once the
+	 * state may load no command stands between it and the load. A wait
+	 * that fails closes the pipe, which ends that migration and QEMU.
+	 */
 	json_object *args = json_object_new_object();
 	json_object_object_add(args, "fdname", json_object_new_string("state"));
 	r = qmp_call(&q->qmp, "getfd", args, rd, NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
 	json_object_put(args);
+	q->qmp.mig_status[0] = 0;
+	if (r == 0)
+		r = qmp_callf(&q->qmp, "migrate-incoming", "{\"uri\":\"fd:state\"}", q->err, sizeof q->err,
+			      now_ns() + QEMU_CMD_TIMEOUT_NS);
 	if (r == 0 && vm->spec.before_load)
 		r = vm->spec.before_load(vm->spec.before_load_ctx);
 	if (r < 0) {
@@ -443,11 +452,7 @@ static int qemu_restore(struct vm *vm)
 		close(pfd[1]);
 		return -EAGAIN;
 	}
-	q->qmp.mig_status[0] = 0;
-	r = qmp_callf(&q->qmp, "migrate-incoming", "{\"uri\":\"fd:state\"}", q->err, sizeof q->err,
-		      now_ns() + QEMU_CMD_TIMEOUT_NS);
-	if (r == 0)
-		r = qmp_wait_migration(&q->qmp, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
+	r = qmp_wait_migration(&q->qmp, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
 	if (r < 0 && f.out >= 0) {
 		/* Unblock the feeder: QEMU will not read the rest. */
 		close(rd);
