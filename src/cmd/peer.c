@@ -90,14 +90,21 @@ static void peer_signal(struct peer *p, bool *flag)
 }
 
 /* Exposed path of device NAME (the VM layer asks by name). */
+/* The index of device NAME, or -1. */
+static ssize_t peer_device(const struct peer *p, const char *name)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (str_eq(store_device_name(xfer_storedev_store(p->devs[i])), name))
+			return (ssize_t)i;
+	return -1;
+}
+
 static const char *peer_path(void *ctx, const char *name)
 {
 	struct peer *p = ctx;
+	ssize_t i = peer_device(p, name);
 
-	for (size_t i = 0; i < p->n; i++)
-		if (str_eq(store_device_name(xfer_storedev_store(p->devs[i])), name))
-			return store_expose_path(p->expose, i);
-	return NULL;
+	return i < 0 ? NULL : store_expose_path(p->expose, (size_t)i);
 }
 
 /*
@@ -226,29 +233,24 @@ static void peer_settle(void *ctx)
 static void peer_prefetch(void *ctx, const char *name, uint64_t off, uint64_t len)
 {
 	struct peer *p = ctx;
+	ssize_t i = peer_device(p, name);
+	struct store_device *d = i < 0 ? NULL : xfer_storedev_store(p->devs[i]);
+	struct store_wait *w = d ? store_device_wait(d) : NULL;
 
-	for (size_t i = 0; i < p->n; i++) {
-		struct store_device *d = xfer_storedev_store(p->devs[i]);
-		struct store_wait *w = store_device_wait(d);
-		uint32_t bs = store_device_block_size(d);
-		if (!w || !str_eq(store_device_name(d), name) || !len || off >= store_device_size(d))
-			continue;
-		uint64_t end = len > store_device_size(d) - off ? store_device_size(d) : off + len;
-		store_wait_request(w, off / bs, (end - 1) / bs - off / bs + 1);
-	}
+	if (!w || !len || off >= store_device_size(d))
+		return;
+	uint32_t bs = store_device_block_size(d);
+	uint64_t end = len > store_device_size(d) - off ? store_device_size(d) : off + len;
+	store_wait_request(w, off / bs, (end - 1) / bs - off / bs + 1);
 }
 
 /* Destination: LEN bytes at OFF of device NAME, from the store (no FUSE round trip). */
 static ssize_t peer_read(void *ctx, const char *name, void *buf, size_t len, uint64_t off)
 {
 	struct peer *p = ctx;
+	ssize_t i = peer_device(p, name);
 
-	for (size_t i = 0; i < p->n; i++) {
-		struct store_device *d = xfer_storedev_store(p->devs[i]);
-		if (str_eq(store_device_name(d), name))
-			return store_device_read(d, buf, len, off);
-	}
-	return -ENOENT;
+	return i < 0 ? -ENOENT : store_device_read(xfer_storedev_store(p->devs[i]), buf, len, off);
 }
 
 /*
@@ -479,13 +481,9 @@ static int dest_ready(void *ctx)
 	 * cache too (best effort): the VMM maps it and would otherwise fault
 	 * every page in through FUSE once it runs.
 	 */
-	for (size_t i = 0; i < p->n; i++) {
-		if (!str_eq(store_device_name(xfer_storedev_store(p->devs[i])), "memory"))
-			continue;
-		r = store_expose_prefill_start(p->expose, i);
-		if (r < 0)
-			log_debug("cannot fill the page cache as guest memory arrives: %s", strerror(-r));
-	}
+	ssize_t mem = peer_device(p, "memory");
+	if (mem >= 0 && (r = store_expose_prefill_start(p->expose, (size_t)mem)) < 0)
+		log_debug("cannot fill the page cache as guest memory arrives: %s", strerror(-r));
 	peer_signal(p, &p->devices_ready);
 	return 0;
 }
