@@ -179,10 +179,14 @@ static int check_snapshot(struct vmmig *m, const struct vm_meta *meta, char *err
 	return r;
 }
 
+/* A larger state (some KiB to a few MiB in practice) is checked and fed from its file. */
+#define STATE_BUF_MAX (64u << 20)
+
 /*
  * The state into memory (for QEMU), checked against META, and the memory
  * stamp, read with wait.read: no round trip through the exposure for
- * either. The state device's size bounds what a record can make us read.
+ * either. The state device's size bounds what a record can make us read,
+ * and STATE_BUF_MAX what we hold in memory.
  */
 static int check_snapshot_direct(struct vmmig *m, const struct vm_meta *meta, char *err,
 				 size_t errlen)
@@ -203,7 +207,9 @@ static int check_snapshot_direct(struct vmmig *m, const struct vm_meta *meta, ch
 		check_err(-EBADE, err, errlen);
 		return -EBADE;
 	}
-	m->state_data = xcalloc(1, meta->state_size ? (size_t)meta->state_size : 1);
+	if (meta->state_size > STATE_BUF_MAX ||
+	    !(m->state_data = calloc(1, meta->state_size ? (size_t)meta->state_size : 1)))
+		return check_snapshot(m, meta, err, errlen);
 	n = direct_read(&state, m->state_data, (size_t)meta->state_size, 0);
 	r = n < 0 ? (int)n : (uint64_t)n < meta->state_size ? -EBADE : vm_state_check(meta, m->state_data);
 	if (r == 0)
