@@ -3,7 +3,9 @@
 # processes over loopback, each VM in its own namespace made by `drafter nat`:
 # a migration whose connection is cut before the authority transfer (the
 # source keeps running its VM, the destination exits non-zero and leaves no
-# mount), then a chain A (ns0) -> B (ns1) -> C (ns0) while a client asks the
+# mount), a registry serving a snapshot whose record claims more state than
+# its state device holds (the destination refuses it in one line and leaves
+# no mount and no VMM), then a chain A (ns0) -> B (ns1) -> C (ns0) while a client asks the
 # guest's service on port 8080 every 50 ms: every answer has the same boot
 # id and a counter that never goes back, the state and snapshot record that
 # arrive equal what the source wrote at its suspend (SHA-256), and the final
@@ -29,6 +31,10 @@ fi
 mkdir -p a b c mnt
 vm_snapshot ${prefix}0 "$(snap_devs "$T/a")" --enable-output=false 2>snap.err
 is "snapshot of the blueprint in ${prefix}0" "$?" 0
+# a hostile copy: its record claims far more state than its state device holds
+mkdir -p h hd
+cp --sparse=always a/* h/
+sed -i 's/"stateSize":[0-9]*/"stateSize":99999999999/' h/config.json
 
 p1=$((21000 + $$ % 8000))
 p2=$((p1 + 1))
@@ -61,6 +67,29 @@ is "the source's VM keeps serving: the same guest" "$(field "$l1" boot_id)" "$bo
 ok "... its counter goes on ($(field "$l0" counter) -> $(field "$l1" counter))" test "$(field "$l1" counter)" -gt "$(field "$l0" counter)"
 rm -rf c
 mkdir c
+
+# --- a destination served that hostile record by a registry refuses it in one line
+ph=$((p1 + 3))
+drafter registry --devices "$(vm_devs input h)" --laddr 127.0.0.1:$ph >reg.log 2>&1 &
+reg=$!
+pids="$reg $pids"
+wait_log reg.log "127.0.0.1:$ph" 10
+peer hd.log ${prefix}1 "$(devs hd)" 127.0.0.1:$ph ''
+hdpid=$LAST
+for i in $(seq 1 600); do kill -0 $hdpid 2>/dev/null || break; sleep 0.1; done
+ended=yes
+kill -0 $hdpid 2>/dev/null && ended=no && kill -KILL $hdpid
+wait $hdpid
+rc=$?
+kill $reg 2>/dev/null
+wait $reg 2>/dev/null
+diag "$(grep -v "is at" hd.log | tail -n 2)"
+is "a record claiming more state than its device: the destination ends on its own" "$ended" yes
+ok "... exits non-zero ($rc)" test "$rc" -ne 0
+like "... saying the state does not belong to the record" "$(cat hd.log)" \
+	"the state device does not belong to the snapshot config"
+ok "... and leaves no mount" no_mount_of $hdpid
+ok "... and no VMM" sh -c "! pgrep -f 'mnt/drafter-$hdpid[/]' >/dev/null"
 
 # --- the chain A (ns0) -> B (ns1) -> C (ns0) while a client asks every 50 ms;
 # B -> C is post-copy only (--postcopy on B: handover before any block)
