@@ -186,11 +186,11 @@ static void build_argv(struct vm *vm, struct argv_buf *a, int qmp_fd, int live_f
 		addf(a, "%s,drive=drive%zu", mmio ? "virtio-blk-device" : "virtio-blk-pci", i);
 	}
 	add(a, "-device");
+	const char *vser = mmio ? "virtio-serial-device" : "virtio-serial-pci";
 	if (m->serial_ports)
-		addf(a, "%s,id=vser0,max_ports=%u", mmio ? "virtio-serial-device" : "virtio-serial-pci",
-		     m->serial_ports);
+		addf(a, "%s,id=vser0,max_ports=%u", vser, m->serial_ports);
 	else
-		add(a, mmio ? "virtio-serial-device,id=vser0" : "virtio-serial-pci,id=vser0");
+		addf(a, "%s,id=vser0", vser);
 	add(a, "-chardev");
 	addf(a, "socket,id=liveness,fd=%d", live_fd);
 	add(a, "-device");
