@@ -31,6 +31,13 @@
 #define FUSE_WORKERS  8
 /* Prefill: arrived blocks waiting to be copied into the page cache (more are not copied). */
 #define PREFILL_QUEUE 16384
+/*
+ * Prefill region, as a shift of bytes: a fault in a mapping advised for huge
+ * pages reads whatever of the 2 MiB around it is not cached yet, one FUSE
+ * read per gap, so a region's blocks of zeros are copied too once it holds
+ * data.
+ */
+#define PREFILL_REGION_SHIFT 21
 #define ROOT_INO      1
 #define FIRST_DEV_INO 2
 /* Attributes never change behind the kernel's back: cache them long. */
@@ -66,6 +73,8 @@ struct fuse_state {
 		uint64_t block;
 	} *fill_q;
 	size_t fill_head, fill_len;
+	/* per device: a bit per region that holds data (the filler's alone) */
+	uint64_t **fill_regions;
 };
 
 static struct store_device *dev_of(struct fuse_state *s, fuse_ino_t ino)
@@ -375,27 +384,68 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
 }
 
 /*
+ * Copy a block's content BUF (N bytes, read at generation GEN) into the page
+ * cache. A dirty list may have dropped the block while it was being copied:
+ * then the pages just filled may hold the old version and go again.
+ */
+static void fill_pages(struct fuse_state *s, uint32_t i, uint64_t block, void *buf, size_t n,
+                       uint64_t gen)
+{
+	struct store_device *d = s->e->devs[i];
+	off_t off = (off_t)(block * store_device_block_size(d));
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
+
+	bv.buf[0].mem = buf;
+	/* -ENOENT: the kernel has not looked the file up yet, nothing to fill */
+	if (fuse_lowlevel_notify_store(s->se, FIRST_DEV_INO + i, off, &bv, 0) == 0 &&
+	    store_device_generation(d) != gen)
+		(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i, off, (off_t)n);
+}
+
+/* Blocks per prefill region of D, as a shift (a block of 2 MiB or more is a region). */
+static unsigned region_shift(const struct store_device *d)
+{
+	unsigned bs = (unsigned)__builtin_ctz(store_device_block_size(d));
+
+	return bs < PREFILL_REGION_SHIFT ? PREFILL_REGION_SHIFT - bs : 0;
+}
+
+/*
  * Copy one arrived block into the page cache. The kernel may have to wait
  * for a read of those pages (one waiting for another block): that is why
- * this runs in a thread of its own, never in the delivering one. A dirty
- * list may have dropped the block while it was being copied: then the
- * pages just filled may hold the old version and go again.
+ * this runs in a thread of its own, never in the delivering one. A block of
+ * zeros is left out while nothing else of its region holds data: it reads
+ * fast enough from a hole, and most such regions are never touched. The
+ * first block of data in a region brings the zeros that arrived before it.
  */
 static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *buf)
 {
 	struct store_device *d = s->e->devs[i];
-	uint64_t gen, off = block * store_device_block_size(d);
+	uint64_t gen, region = block >> region_shift(d);
+	uint64_t *used = s->fill_regions[i];
+	bool had_data = used[region / 64] & (1ull << (region % 64));
 	ssize_t n = store_device_read_present(d, block, buf, &gen);
 
-	/* a block of zeros reads fast enough from a hole: not worth the pages */
-	if (n <= 0 || mem_is_zero(buf, (size_t)n))
+	if (n <= 0)
 		return;
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
-	bv.buf[0].mem = buf;
-	/* -ENOENT: the kernel has not looked the file up yet, nothing to fill */
-	if (fuse_lowlevel_notify_store(s->se, FIRST_DEV_INO + i, (off_t)off, &bv, 0) == 0 &&
-	    store_device_generation(d) != gen)
-		(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i, (off_t)off, (off_t)n);
+	bool zero = mem_is_zero(buf, (size_t)n);
+	if (zero && !had_data)
+		return;
+	fill_pages(s, i, block, buf, (size_t)n, gen);
+	if (zero || had_data)
+		return;
+	used[region / 64] |= 1ull << (region % 64);
+	uint64_t end = (region + 1) << region_shift(d);
+	if (end > store_device_blocks(d))
+		end = store_device_blocks(d);
+	/* the data just copied is no longer needed: BUF reads the others */
+	for (uint64_t b = region << region_shift(d); b < end; b++) {
+		if (b == block)
+			continue;
+		n = store_device_read_present(d, b, buf, &gen);
+		if (n > 0 && mem_is_zero(buf, (size_t)n))
+			fill_pages(s, i, b, buf, (size_t)n, gen);
+	}
 }
 
 static void *filler(void *arg)
@@ -424,6 +474,16 @@ static void *filler(void *arg)
 	return NULL;
 }
 
+static void fill_free(struct fuse_state *s)
+{
+	for (size_t k = 0; s->fill_regions && k < s->e->n; k++)
+		free(s->fill_regions[k]);
+	free(s->fill_regions);
+	s->fill_regions = NULL;
+	free(s->fill_q);
+	s->fill_q = NULL;
+}
+
 static int fuse_prefill(struct store_expose *e, size_t i)
 {
 	struct fuse_state *s = e->priv;
@@ -433,16 +493,25 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 			return -EINVAL; /* only a destination's blocks arrive */
 		if (!s->filling) {
 			s->fill_q = calloc(PREFILL_QUEUE, sizeof(*s->fill_q));
-			if (!s->fill_q)
+			s->fill_regions = calloc(e->n, sizeof(*s->fill_regions));
+			if (!s->fill_q || !s->fill_regions) {
+				fill_free(s);
 				return -ENOMEM;
+			}
 			s->fill_stop = false;
 			s->fill_head = s->fill_len = 0;
 			if (pthread_create(&s->filler, NULL, filler, s) != 0) {
-				free(s->fill_q);
-				s->fill_q = NULL;
+				fill_free(s);
 				return -EAGAIN;
 			}
 			s->filling = true;
+		}
+		if (!s->fill_regions[i]) {
+			uint64_t regions = (store_device_blocks(e->devs[i]) >> region_shift(e->devs[i])) + 1;
+			/* the filler reads it only for blocks queued after set_stored below */
+			s->fill_regions[i] = calloc((regions + 63) / 64, sizeof(uint64_t));
+			if (!s->fill_regions[i])
+				return -ENOMEM;
 		}
 		store_device_set_stored(e->devs[i], stored, s);
 		return 0;
@@ -456,8 +525,7 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 	pthread_cond_signal(&s->fill_cond);
 	pthread_mutex_unlock(&s->fill_lock);
 	pthread_join(s->filler, NULL);
-	free(s->fill_q);
-	s->fill_q = NULL;
+	fill_free(s);
 	s->filling = false;
 	return 0;
 }
