@@ -74,7 +74,7 @@ struct fuse_state {
 	} *fill_q;
 	size_t fill_head, fill_len;
 	/* per device: a bit per region that holds data (the filler's alone) */
-	uint64_t **fill_regions;
+	struct store_bitmap *fill_regions;
 };
 
 static struct store_device *dev_of(struct fuse_state *s, fuse_ino_t ino)
@@ -422,8 +422,8 @@ static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *b
 {
 	struct store_device *d = s->e->devs[i];
 	uint64_t gen, region = block >> region_shift(d);
-	uint64_t *used = s->fill_regions[i];
-	bool had_data = used[region / 64] & (1ull << (region % 64));
+	struct store_bitmap *used = &s->fill_regions[i];
+	bool had_data = store_bitmap_test(used, region);
 	ssize_t n = store_device_read_present(d, block, buf, &gen);
 
 	if (n <= 0)
@@ -434,7 +434,7 @@ static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *b
 	fill_pages(s, i, block, buf, (size_t)n, gen);
 	if (zero || had_data)
 		return;
-	used[region / 64] |= 1ull << (region % 64);
+	store_bitmap_set(used, region);
 	uint64_t end = (region + 1) << region_shift(d);
 	if (end > store_device_blocks(d))
 		end = store_device_blocks(d);
@@ -477,7 +477,7 @@ static void *filler(void *arg)
 static void fill_free(struct fuse_state *s)
 {
 	for (size_t k = 0; s->fill_regions && k < s->e->n; k++)
-		free(s->fill_regions[k]);
+		store_bitmap_free(&s->fill_regions[k]);
 	free(s->fill_regions);
 	s->fill_regions = NULL;
 	free(s->fill_q);
@@ -506,13 +506,11 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 			}
 			s->filling = true;
 		}
-		if (!s->fill_regions[i]) {
-			uint64_t regions = (store_device_blocks(e->devs[i]) >> region_shift(e->devs[i])) + 1;
-			/* the filler reads it only for blocks queued after set_stored below */
-			s->fill_regions[i] = calloc((regions + 63) / 64, sizeof(uint64_t));
-			if (!s->fill_regions[i])
-				return -ENOMEM;
-		}
+		/* the filler reads it only for blocks queued after set_stored below */
+		if (!s->fill_regions[i].words &&
+		    store_bitmap_init(&s->fill_regions[i],
+		                      (store_device_blocks(e->devs[i]) >> region_shift(e->devs[i])) + 1) < 0)
+			return -ENOMEM;
 		store_device_set_stored(e->devs[i], stored, s);
 		return 0;
 	}
