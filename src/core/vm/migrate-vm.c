@@ -185,28 +185,20 @@ static int check_snapshot(struct vmmig *m, const struct vm_meta *meta, char *err
 /*
  * The state into memory (for QEMU), checked against META, and the memory
  * stamp, read with wait.read: no round trip through the exposure for
- * either. The state device's size bounds what a record can make us read,
- * and STATE_BUF_MAX what we hold in memory.
+ * either (not even a stat: in the pause, a FUSE request waits for a core
+ * like everything else, 2.7 ms in one of three traced rounds). STATE_BUF_MAX
+ * bounds what a record can make us hold; a state device shorter than the
+ * record says ends the read early.
  */
 static int check_snapshot_direct(struct vmmig *m, const struct vm_meta *meta, char *err,
 				 size_t errlen)
 {
 	struct direct state = { m, "state" }, memory = { m, "memory" };
-	struct stat st;
 	ssize_t n;
 	int r;
 
-	if (stat(m->state, &st) < 0) {
-		r = -errno;
-		check_err(r, err, errlen);
-		return r;
-	}
 	free(m->state_data);
 	m->state_data = NULL;
-	if (meta->state_size > (uint64_t)st.st_size) {
-		check_err(-EBADE, err, errlen);
-		return -EBADE;
-	}
 	if (meta->state_size > STATE_BUF_MAX ||
 	    !(m->state_data = calloc(1, meta->state_size ? (size_t)meta->state_size : 1)))
 		return check_snapshot(m, meta, err, errlen);
