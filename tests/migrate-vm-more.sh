@@ -72,7 +72,7 @@ like "... and waits for a migration over TLS" "$(cat a.log)" "waiting for a migr
 boot=$(field "$l0" boot_id)
 diag "A: $l0"
 
-# The client asks every 50 ms, first where the last answer came from.
+# The client asks every 50 ms in both namespaces.
 start_client client.log $ns1 $ns2
 
 refused=0

@@ -142,6 +142,7 @@ wait $client 2>/dev/null
 n=$(wc -l <client.log)
 read -r back other switches gap first lastns <<<"$(client_summary client.log)"
 diag "client: $n answers, longest gap between answers ${gap}s, namespace switches $switches"
+diag "client: gaps over 0.2 s: $(client_gaps client.log)"
 ok "the client got answers throughout ($n)" test "$n" -gt 20
 # the longest downtime either destination measured (pause to its VM running), plus 1 s
 down=$(sed -n 's/.*VM migrated from .*downtime \([0-9]*\)ms$/\1/p' b.log c.log | sort -n | tail -n 1)

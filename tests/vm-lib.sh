@@ -142,6 +142,12 @@ vm_nat() {
 	wait_log "nat-$1.log" ready 30 && [ -e "/run/netns/$1$(($2 - 1))" ]
 }
 
+# A client of the guest's service in each namespace given, every 50 ms: one
+# loop per namespace, so that a guest that does not answer (paused, or gone
+# with the source) holds up no other, and a gap between answers is the
+# service's, not the client's timeouts. Answers go to LOG, one line each,
+# "<time> <namespace> <answer>[ <output of NOTE>]", sorted by time once the
+# client is stopped (kill $client; wait $client).
 start_client() {
 	local note=
 	if [ "$1" = -n ]; then
@@ -150,23 +156,22 @@ start_client() {
 	fi
 	local log=$1
 	shift
+	: >"$log"
 	(
-		local ns line cur=$1 again
-		while :; do
-			again=
-			for ns in "$cur" "$@"; do
-				[ "$ns" = "$cur" ] && [ -n "$again" ] && continue
-				again=1
-				# a connection the guest took just before its pause never
-				# gets an answer: give up after 0.5 s, well within the
-				# 1 s beyond the downtime that the tests allow a gap
-				line=$(ask "$ns" "" 0.5 0.3) || continue
-				echo "$(date +%s.%N) $ns $line${note:+ $($note)}"
-				cur=$ns
-				break
-			done
-			sleep 0.05
-		done >"$log"
+		local ns
+		for ns in "$@"; do
+			(
+				local line
+				while :; do
+					if line=$(ask "$ns" "" 1 0.3); then
+						echo "$(date +%s.%N) $ns $line${note:+ $($note)}" >>"$log"
+					fi
+					sleep 0.05
+				done
+			) &
+		done
+		trap 'kill $(jobs -p) 2>/dev/null; wait; sort -n -o "$log" "$log"; exit 0' TERM
+		wait
 	) &
 	client=$!
 	pids="$client $pids"
@@ -180,6 +185,12 @@ client_summary() {
 		 if (NR > 1 && $2 != prevns) switches++;
 		 prevns = $2; last = c[2] + 0; lt = $1 }
 		END { printf "%d %d %d %.2f %s %s", back + 0, other + 0, switches + 0, gap, first, prevns }' "$1"
+}
+
+# The client's gaps longer than 0.2 s, each with the namespaces it went from and to.
+client_gaps() {
+	awk 'NR > 1 && $1 - lt > 0.2 { printf "%s%.2fs (%s -> %s)", n++ ? ", " : "", $1 - lt, prevns, $2 }
+		{ lt = $1; prevns = $2 }' "$1"
 }
 
 no_mount_of() { ! grep -q "$T/mnt/drafter-$1" /proc/mounts; }
