@@ -159,6 +159,8 @@ start_client() {
 	: >"$log"
 	(
 		local ns
+		# set before the loops start: a TERM that came first would leave them running
+		trap 'kill $(jobs -p) 2>/dev/null; wait; sort -n -o "$log" "$log"; exit 0' TERM
 		for ns in "$@"; do
 			(
 				local line
@@ -170,7 +172,6 @@ start_client() {
 				done
 			) &
 		done
-		trap 'kill $(jobs -p) 2>/dev/null; wait; sort -n -o "$log" "$log"; exit 0' TERM
 		wait
 	) &
 	client=$!
