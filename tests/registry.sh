@@ -84,10 +84,12 @@ rc=$?
 kill -CONT $RB
 ok "interrupted terminate exits non-zero ($rc)" test "$rc" -ne 0
 ok "interrupted terminate leaves no file" bash -c '! ls big/ 2>/dev/null | grep -q .'
-ok "registry logs the vanished client" wait_log regbig.log "session with .* failed: (destination closed the connection|Connection reset by peer|Broken pipe)" 10
+ok "registry logs the vanished client" wait_log regbig.log "session with .* failed: (destination closed the connection|Connection reset by peer|Broken pipe)" 10 ||
+	diag "$(tail -n 5 regbig.log)"
 # a destination that says hello, reads a little and goes away
 { "$XFER_TOOL" hello dest; sleep 1; } | timeout 10 socat - TCP:127.0.0.1:1601 2>/dev/null | head -c 100000 >/dev/null
-ok "registry logs the client that went away" timeout 10 bash -c 'until [ "$(grep -c "session with .* failed" regbig.log)" = 2 ]; do sleep 0.1; done'
+ok "registry logs the client that went away" timeout 10 bash -c 'until [ "$(grep -c "session with .* failed" regbig.log)" = 2 ]; do sleep 0.1; done' ||
+	diag "$(tail -n 5 regbig.log)"
 ok "registry still serves" kill -0 $RB
 drafter-terminator --devices '[{"name":"disk","output":"big/disk.img"}]' --raddr 127.0.0.1:1601 >tbig2.log 2>&1
 is "next terminate of the big device exits 0" "$?" 0
