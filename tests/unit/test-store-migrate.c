@@ -445,6 +445,11 @@ static void test_prefill(void)
 	usleep(50000);
 	ok(!cached(m, 6), "prefill: stopped, arrivals stay out of the page cache");
 	ok(pread(fd, got, BS, 6 * BS) == BS && got[0] == 'd', "prefill: and are read from the device");
+	/* a stop leaves the copier thread to end on its own: a new start waits for it */
+	is_int(store_expose_prefill_start(e, 0), 0, "prefill: starts again after a stop");
+	memset(buf, 'f', BS);
+	store_device_deliver(dst, 7, buf, BS);
+	ok(cached_soon(m, 7, true), "prefill: ... and copies arrivals again");
 	munmap(m, NB * BS);
 out:
 	if (fd >= 0)

@@ -66,8 +66,10 @@ struct fuse_state {
 	/* prefill: a ring of (device, block) that the copier thread takes from */
 	pthread_mutex_t fill_lock;
 	pthread_cond_t fill_cond;
+	pthread_mutex_t fill_copy; /* held around each copy: a stop waits for that copy alone */
 	pthread_t filler;
-	bool filling, fill_stop;
+	bool filling;   /* the thread exists (it may be stopped, not joined yet) */
+	bool fill_stop; /* atomic: nothing is copied any more */
 	struct fill_item {
 		uint32_t dev;
 		uint64_t block;
@@ -438,8 +440,13 @@ static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *b
 	uint64_t end = (region + 1) << region_shift(d);
 	if (end > store_device_blocks(d))
 		end = store_device_blocks(d);
-	/* the data just copied is no longer needed: BUF reads the others */
+	/*
+	 * The data just copied is no longer needed: BUF reads the others. A
+	 * stop does not wait for the rest of the region (up to 2 MiB).
+	 */
 	for (uint64_t b = region << region_shift(d); b < end; b++) {
+		if (__atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE))
+			break;
 		if (b == block)
 			continue;
 		n = store_device_read_present(d, b, buf, &gen);
@@ -467,7 +474,10 @@ static void *filler(void *arg)
 		s->fill_head = (s->fill_head + 1) % PREFILL_QUEUE;
 		s->fill_len--;
 		pthread_mutex_unlock(&s->fill_lock);
-		fill_block(s, it.dev, it.block, buf);
+		pthread_mutex_lock(&s->fill_copy);
+		if (!__atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE))
+			fill_block(s, it.dev, it.block, buf);
+		pthread_mutex_unlock(&s->fill_copy);
 		pthread_mutex_lock(&s->fill_lock);
 	}
 	pthread_mutex_unlock(&s->fill_lock);
@@ -484,6 +494,16 @@ static void fill_free(struct fuse_state *s)
 	s->fill_q = NULL;
 }
 
+/* After a stop: the thread's end, then its memory. */
+static void fill_join(struct fuse_state *s)
+{
+	if (!s->filling)
+		return;
+	pthread_join(s->filler, NULL);
+	fill_free(s);
+	s->filling = false;
+}
+
 static int fuse_prefill(struct store_expose *e, size_t i)
 {
 	struct fuse_state *s = e->priv;
@@ -491,6 +511,8 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 	if (i != SIZE_MAX) {
 		if (!store_device_wait(e->devs[i]))
 			return -EINVAL; /* only a destination's blocks arrive */
+		if (s->filling && __atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE))
+			fill_join(s); /* stopped before: start again */
 		if (!s->filling) {
 			s->fill_q = calloc(PREFILL_QUEUE, sizeof(*s->fill_q));
 			s->fill_regions = calloc(e->n, sizeof(*s->fill_regions));
@@ -514,17 +536,22 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 		store_device_set_stored(e->devs[i], stored, s);
 		return 0;
 	}
+	/*
+	 * Stop: once this returns no copy runs or starts, so none can overwrite
+	 * what the VM writes. It waits for the copy under way, if any, not for
+	 * the thread: waking it up to see the stop took up to 3.5 ms of a
+	 * handover with both cores busy. fuse_stop joins it.
+	 */
 	if (!s || !s->filling)
 		return 0;
 	for (size_t k = 0; k < e->n; k++)
 		store_device_set_stored(e->devs[k], NULL, NULL);
 	pthread_mutex_lock(&s->fill_lock);
-	s->fill_stop = true;
+	__atomic_store_n(&s->fill_stop, true, __ATOMIC_RELEASE);
 	pthread_cond_signal(&s->fill_cond);
 	pthread_mutex_unlock(&s->fill_lock);
-	pthread_join(s->filler, NULL);
-	fill_free(s);
-	s->filling = false;
+	pthread_mutex_lock(&s->fill_copy);
+	pthread_mutex_unlock(&s->fill_copy);
 	return 0;
 }
 
@@ -542,6 +569,7 @@ static void fuse_stop(struct store_expose *e)
 	}
 	/* the filler may wait for a page a worker is reading: after the reads failed */
 	(void)fuse_prefill(e, SIZE_MAX);
+	fill_join(s);
 	/*
 	 * Workers first: unmounting closes /dev/fuse, which a worker may still
 	 * be replying on. Accesses in between wait until the unmount below
@@ -568,6 +596,7 @@ static void fuse_stop(struct store_expose *e)
 	pthread_mutex_destroy(&s->attr_lock);
 	pthread_mutex_destroy(&s->fill_lock);
 	pthread_cond_destroy(&s->fill_cond);
+	pthread_mutex_destroy(&s->fill_copy);
 	free(s->attrs);
 	free(s);
 	e->priv = NULL;
@@ -591,6 +620,7 @@ static int fuse_start(struct store_expose *e)
 	pthread_mutex_init(&s->attr_lock, NULL);
 	pthread_mutex_init(&s->fill_lock, NULL);
 	pthread_cond_init(&s->fill_cond, NULL);
+	pthread_mutex_init(&s->fill_copy, NULL);
 	s->attrs = calloc(e->n ? e->n : 1, sizeof(*s->attrs));
 	if (!s->attrs)
 		return -ENOMEM;
