@@ -414,21 +414,29 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
 
 /*
  * Copy a block's content BUF (N bytes, read at generation GEN) into the page
- * cache. A dirty list may have dropped the block while it was being copied:
- * then the pages just filled may hold the old version and go again.
+ * cache, unless the prefill stopped. A dirty list may have dropped the block
+ * since it was read: then the pages just filled may hold the old version and
+ * go again. The copy holds fill_copy, which a stop takes once: only the read
+ * before, which may wait for a delivery to the same stripe of the device
+ * (up to 30 ms in bench/migrate), stays out of what a stop waits for.
  */
-static void fill_pages(struct fuse_state *s, uint32_t i, uint64_t block, void *buf, size_t n,
+static bool fill_pages(struct fuse_state *s, uint32_t i, uint64_t block, void *buf, size_t n,
                        uint64_t gen)
 {
 	struct store_device *d = s->e->devs[i];
 	off_t off = (off_t)(block * store_device_block_size(d));
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
+	bool stopped;
 
 	bv.buf[0].mem = buf;
+	pthread_mutex_lock(&s->fill_copy);
+	stopped = __atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE);
 	/* -ENOENT: the kernel has not looked the file up yet, nothing to fill */
-	if (fuse_lowlevel_notify_store(s->se, FIRST_DEV_INO + i, off, &bv, 0) == 0 &&
+	if (!stopped && fuse_lowlevel_notify_store(s->se, FIRST_DEV_INO + i, off, &bv, 0) == 0 &&
 	    store_device_generation(d) != gen)
 		(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i, off, (off_t)n);
+	pthread_mutex_unlock(&s->fill_copy);
+	return !stopped;
 }
 
 /* Blocks per prefill region of D, as a shift (a block of 2 MiB or more is a region). */
@@ -460,25 +468,19 @@ static void fill_block(struct fuse_state *s, uint32_t i, uint64_t block, void *b
 	bool zero = mem_is_zero(buf, (size_t)n);
 	if (zero && !had_data)
 		return;
-	fill_pages(s, i, block, buf, (size_t)n, gen);
-	if (zero || had_data)
+	if (!fill_pages(s, i, block, buf, (size_t)n, gen) || zero || had_data)
 		return;
 	store_bitmap_set(used, region);
 	uint64_t end = (region + 1) << region_shift(d);
 	if (end > store_device_blocks(d))
 		end = store_device_blocks(d);
-	/*
-	 * The data just copied is no longer needed: BUF reads the others. A
-	 * stop does not wait for the rest of the region (up to 2 MiB).
-	 */
+	/* The data just copied is no longer needed: BUF reads the others. */
 	for (uint64_t b = region << region_shift(d); b < end; b++) {
-		if (__atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE))
-			break;
 		if (b == block)
 			continue;
 		n = store_device_read_present(d, b, buf, &gen);
-		if (n > 0 && mem_is_zero(buf, (size_t)n))
-			fill_pages(s, i, b, buf, (size_t)n, gen);
+		if (n > 0 && mem_is_zero(buf, (size_t)n) && !fill_pages(s, i, b, buf, (size_t)n, gen))
+			break;
 	}
 }
 
@@ -501,10 +503,7 @@ static void *filler(void *arg)
 		s->fill_head = (s->fill_head + 1) % PREFILL_QUEUE;
 		s->fill_len--;
 		pthread_mutex_unlock(&s->fill_lock);
-		pthread_mutex_lock(&s->fill_copy);
-		if (!__atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE))
-			fill_block(s, it.dev, it.block, buf);
-		pthread_mutex_unlock(&s->fill_copy);
+		fill_block(s, it.dev, it.block, buf);
 		pthread_mutex_lock(&s->fill_lock);
 	}
 	pthread_mutex_unlock(&s->fill_lock);
