@@ -445,7 +445,7 @@ static int dest_authority(void *ctx, const uint8_t *data, size_t len)
 		if (r < 0)
 			return r;
 	}
-	p->authority_ns = vmmig_realtime_ns();
+	p->authority_ns = realtime_ns();
 	log_info("took over %zu devices", p->n);
 	if (p->vm_mode)
 		session_to_background();
@@ -682,13 +682,23 @@ static int src_suspend(void *ctx)
 		if (p->hold && (r = net_hold_engage(p->hold)) < 0)
 			log_warn("cannot hold the guest's packets in '%s': %s", p->cfg->vm.netns, strerror(-r));
 	}
-	r = src_flush(ctx);
+	/*
+	 * A suspended VM left nothing of its own devices in the page cache: its
+	 * disks were flushed as it paused, memory, state and record by the
+	 * suspend. Whoever writes the others may have.
+	 */
+	r = 0;
+	for (size_t i = 0; r == 0 && p->expose && i < p->n; i++)
+		if (!p->vm || !vmmig_owns(p->vm, store_device_name(xfer_storedev_store(p->devs[i]))))
+			r = store_expose_flush(p->expose, i);
 
-	/* After this no write reaches the devices: the final dirty lists are final. */
+	/*
+	 * After this no write reaches the devices: the final dirty lists are
+	 * final. (Nothing is synced to disk here, in the pause: closing the
+	 * devices does it.)
+	 */
 	for (size_t i = 0; i < p->n; i++)
 		xfer_storedev_gate(p->devs[i], XFER_GATE_PAUSED);
-	for (size_t i = 0; i < p->n; i++)
-		(void)store_device_flush(xfer_storedev_store(p->devs[i]));
 	return r;
 }
 
@@ -728,7 +738,7 @@ static int src_handover(void *ctx)
 {
 	struct peer *p = ctx;
 	p->handed_over = true;
-	p->handover_ns = vmmig_realtime_ns();
+	p->handover_ns = realtime_ns();
 	if (p->vm)
 		session_to_background();
 	for (size_t i = 0; i < p->n; i++)

@@ -97,6 +97,8 @@ void *xreallocarray(void *p, size_t n, size_t size);
 int mkdir_parents(const char *path);
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
+/* CLOCK_REALTIME in ns: for times compared with other processes' (QEMU's events, logs). */
+uint64_t realtime_ns(void);
 /* The signals that ask a drafter command to stop: SIGINT, SIGTERM and SIGHUP, as MASK. */
 void stop_signals(sigset_t *mask);
 /* LEN bytes from the kernel's random source (ids, nonces): 0 or -errno. */

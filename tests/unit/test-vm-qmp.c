@@ -1,8 +1,9 @@
 /*
  * The QMP client against a scripted monitor on a socketpair: greeting and
  * capabilities, answers matched past interleaved events, error texts, a
- * MIGRATION event that overtakes the command's answer, a failed migration's
- * reason, descriptor passing with getfd, an over-long line and a monitor
+ * MIGRATION event that overtakes the command's answer, the time stamps of a
+ * running guest's migration (STOP and the event before it), RESUME, a
+ * failed migration's reason, descriptor passing with getfd, an over-long line and a monitor
  * that hangs up.
  */
 #include "config.h"
@@ -91,6 +92,15 @@ static void *monitor_main(void *arg)
 			say(m->fd, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}\n"
 				   "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\n"
 				   "{\"return\": {}}\n");
+		} else if (strstr(cmd, "fd:running")) {
+			/* QEMU's migrate of a running guest: set up, then STOP, then the state. */
+			say(m->fd, "{\"return\": {}}\n"
+				   "{\"timestamp\": {\"seconds\": 100, \"microseconds\": 100}, \"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}\n"
+				   "{\"timestamp\": {\"seconds\": 100, \"microseconds\": 300}, \"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\n"
+				   "{\"timestamp\": {\"seconds\": 100, \"microseconds\": 450}, \"event\": \"STOP\"}\n"
+				   "{\"timestamp\": {\"seconds\": 100, \"microseconds\": 900}, \"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\n");
+		} else if (strstr(cmd, "\"cont\"")) {
+			say(m->fd, "{\"timestamp\": {\"seconds\": 101, \"microseconds\": 0}, \"event\": \"RESUME\"}\n{\"return\": {}}\n");
 		} else if (strstr(cmd, "fd:bad")) {
 			say(m->fd, "{\"return\": {}}\n");
 			say(m->fd, "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\n"
@@ -144,6 +154,17 @@ int main(void)
 	is_int(qmp_callf(&q, "migrate", "{\"uri\":\"fd:good\"}", err, sizeof err, now_ns() + 5 * SEC), 0, "migrate started");
 	is_int(qmp_wait_migration(&q, err, sizeof err, now_ns() + 5 * SEC), 0,
 	       "completion seen although its event came before the answer");
+	q.mig_status[0] = 0;
+	ok(!q.resumed, "no RESUME yet");
+	is_int(qmp_callf(&q, "cont", NULL, err, sizeof err, now_ns() + 5 * SEC), 0, "cont");
+	ok(q.resumed, "RESUME noted");
+	is_int(qmp_callf(&q, "migrate", "{\"uri\":\"fd:running\"}", err, sizeof err, now_ns() + 5 * SEC), 0,
+	       "migrate of a running guest started");
+	is_int(qmp_wait_migration(&q, err, sizeof err, now_ns() + 5 * SEC), 0, "and completed");
+	ok(q.stop_ns == 100000450000ULL, "STOP's time stamp kept (%llu)", (unsigned long long)q.stop_ns);
+	ok(q.before_stop_ns == 100000300000ULL, "and the one of the event before it (%llu)",
+	   (unsigned long long)q.before_stop_ns);
+	ok(!q.resumed, "STOP undoes RESUME");
 	q.mig_status[0] = 0;
 	is_int(qmp_callf(&q, "migrate", "{\"uri\":\"fd:bad\"}", err, sizeof err, now_ns() + 5 * SEC), 0, "second migrate started");
 	is_int(qmp_wait_migration(&q, err, sizeof err, now_ns() + 5 * SEC), -EIO, "failed migration");

@@ -412,15 +412,31 @@ int vm_sha256_fd(int fd, uint64_t len, char hex[65])
 	return digest_hex(ctx, hex);
 }
 
-int vm_state_check(const struct vm_meta *meta, const void *state)
+static int sha256_buf(const void *buf, uint64_t len, char hex[65])
 {
 	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	char hex[65];
 
 	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
 		return -ENOMEM;
-	if (EVP_DigestUpdate(ctx, state, meta->state_size) != 1 || digest_hex(ctx, hex) < 0)
+	if (EVP_DigestUpdate(ctx, buf, len) != 1)
 		return -EIO;
+	return digest_hex(ctx, hex);
+}
+
+void vm_hash_prepare(void)
+{
+	char hex[65];
+
+	(void)sha256_buf("", 0, hex);
+}
+
+int vm_state_check(const struct vm_meta *meta, const void *state)
+{
+	char hex[65];
+	int r = sha256_buf(state, meta->state_size, hex);
+
+	if (r < 0)
+		return r;
 	return str_eq(hex, meta->state_sha256) ? 0 : -EBADE;
 }
 
@@ -572,6 +588,15 @@ int vm_fsync_path(const char *path)
 	return 0;
 }
 
+/* The rest of a seal, once the state is hashed: the record's fields and the memory's stamp. */
+static int seal_finish(uint64_t state_size, const char *memory, uint64_t ram_bytes, struct vm_meta *meta)
+{
+	meta->state_size = state_size;
+	meta->created_unix = (uint64_t)time(NULL);
+	meta->has_drafter = true;
+	return vm_memory_stamp(memory, ram_bytes, meta->snapshot_id);
+}
+
 int vm_seal_snapshot(const char *state, uint64_t state_size, bool pad_state, const char *memory,
 		     uint64_t ram_bytes, struct vm_meta *meta)
 {
@@ -591,10 +616,17 @@ int vm_seal_snapshot(const char *state, uint64_t state_size, bool pad_state, con
 		return -errno;
 	if (fsync(fd) < 0)
 		return -errno;
-	meta->state_size = state_size;
-	meta->created_unix = (uint64_t)time(NULL);
-	meta->has_drafter = true;
-	return vm_memory_stamp(memory, ram_bytes, meta->snapshot_id);
+	return seal_finish(state_size, memory, ram_bytes, meta);
+}
+
+int vm_seal_state(const void *state, uint64_t state_size, const char *memory, uint64_t ram_bytes,
+		  struct vm_meta *meta)
+{
+	int r = vm_new_id(meta->snapshot_id);
+
+	if (r == 0)
+		r = sha256_buf(state, state_size, meta->state_sha256);
+	return r < 0 ? r : seal_finish(state_size, memory, ram_bytes, meta);
 }
 
 int vm_check_snapshot(const struct vm_meta *meta, const char *state, const char *memory)

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/vm/migrate-vm.h"
@@ -41,13 +42,6 @@ struct vmmig {
 	bool told;           /* BeforeSuspend done, the suspend comes next */
 	void *state_data;    /* destination: the state read with wait.read, fed to QEMU */
 };
-
-uint64_t vmmig_realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 bool vmmig_wanted(const struct config *cfg)
 {
@@ -231,13 +225,13 @@ static int authority_then_load(void *ctx)
 	struct vm_meta meta = { 0 };
 	int r;
 
-	log_debug("VMM ready for the state at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	log_debug("VMM ready for the state at %.3f", (double)realtime_ns() / 1e9);
 	r = m->wait.fn(m->wait.ctx);
 	if (r < 0) {
 		snprintf(m->hook_err, sizeof m->hook_err, "the migration ended before the VM could run");
 		return r;
 	}
-	log_debug("devices ours at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	log_debug("devices ours at %.3f", (double)realtime_ns() / 1e9);
 	/* The record, the state and the stamp are read next, one after the other. */
 	if (m->wait.prefetch)
 		vmmig_first_ranges(m, m->wait.prefetch, m->wait.ctx);
@@ -257,7 +251,7 @@ static int authority_then_load(void *ctx)
 	m->meta = meta;
 	m->vm.spec.state_size = meta.state_size;
 	m->vm.spec.state_data = m->state_data;
-	log_debug("snapshot %s checked at %.3f", meta.snapshot_id, (double)vmmig_realtime_ns() / 1e9);
+	log_debug("snapshot %s checked at %.3f", meta.snapshot_id, (double)realtime_ns() / 1e9);
 	if (m->wait.settle)
 		m->wait.settle(m->wait.ctx);
 	return 0;
@@ -301,6 +295,7 @@ int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sig
 	spec.memory = xstrdup(m->memory);
 	spec.enable_input = false;
 	spec.enable_output = cfg->vm.enable_output;
+	spec.autostart = true; /* resumed right after the restore anyway */
 	if (wait) {
 		m->wait = *wait;
 		spec.before_load = authority_then_load;
@@ -316,12 +311,13 @@ int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sig
 		}
 		spec.disk_paths[i] = xstrdup(p);
 	}
+	vm_hash_prepare(); /* both sides hash the state in the pause */
 	vm_init(&m->vm, m->meta.machine.kind, &spec);
 	m->started = true;
 	r = m->vm.ops->restore(&m->vm);
 	if (r == 0)
 		r = m->vm.ops->resume(&m->vm);
-	m->resumed_ns = vmmig_realtime_ns();
+	m->resumed_ns = realtime_ns();
 	log_debug("VM restored and resumed at %.3f", (double)m->resumed_ns / 1e9);
 	if (r < 0 && m->hook_err[0])
 		snprintf(err, errlen, "%s", m->hook_err);
@@ -334,7 +330,7 @@ int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen)
 {
 	int r = after_resume(m, err, errlen);
 
-	log_debug("AfterResume answered at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	log_debug("AfterResume answered at %.3f", (double)realtime_ns() / 1e9);
 	return r;
 }
 
@@ -345,14 +341,18 @@ int vmmig_flush(struct vmmig *m)
 	return m->vm.ops->flush_memory(&m->vm);
 }
 
-/* Copy the first SIZE bytes of FROM into the (fixed-size) device file TO. */
-static int copy_into(const char *from, const char *to, uint64_t size)
+/*
+ * The saved state (SIZE bytes of the scratch file FROM) into memory, and
+ * from there into the (fixed-size) state device TO: the seal hashes it
+ * where it is. The device's size bounds what is read.
+ */
+static int state_into(const char *from, const char *to, uint64_t size, void **data)
 {
 	_cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
 	_cleanup_close_ int outfd = -EBADF;
-	char buf[65536];
+	_cleanup_free_ void *buf = NULL;
 	struct stat st;
-	uint64_t off = 0;
+	int r;
 
 	if (in < 0)
 		return -errno;
@@ -363,22 +363,15 @@ static int copy_into(const char *from, const char *to, uint64_t size)
 		return -errno;
 	if ((uint64_t)st.st_size < size)
 		return -EFBIG;
-	while (off < size) {
-		size_t want = size - off < sizeof buf ? (size_t)(size - off) : sizeof buf;
-		ssize_t n = pread(in, buf, want, (off_t)off);
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ENODATA;
-		for (ssize_t done = 0; done < n;) {
-			ssize_t w = pwrite(outfd, buf + done, (size_t)(n - done), (off_t)(off + (uint64_t)done));
-			if (w < 0)
-				return -errno;
-			done += w;
-		}
-		off += (uint64_t)n;
-	}
-	return fsync(outfd) < 0 ? -errno : 0;
+	buf = xcalloc(1, size ? (size_t)size : 1);
+	r = pread_exact(in, buf, (size_t)size, 0);
+	if (r == 0)
+		r = pwrite_all(outfd, buf, (size_t)size, 0);
+	if (r == 0 && fsync(outfd) < 0)
+		r = -errno;
+	if (r == 0)
+		*data = TAKE_PTR(buf);
+	return r;
 }
 
 /* The snapshot record goes into the config device in place, NUL-terminated (the parser stops there). */
@@ -415,7 +408,7 @@ int vmmig_before_suspend(struct vmmig *m, char *err, size_t errlen)
 	char why[512];
 	int r, fd;
 
-	log_debug("BeforeSuspend at %.3f", (double)vmmig_realtime_ns() / 1e9);
+	log_debug("BeforeSuspend at %.3f", (double)realtime_ns() / 1e9);
 	fd = vm->ops->agent_connect(vm, deadline);
 	r = fd < 0 ? fd : vm_agent_call(fd, vm->pidfd, "BeforeSuspend", deadline, why, sizeof why);
 	if (fd >= 0)
@@ -432,44 +425,67 @@ int vmmig_before_suspend(struct vmmig *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* A scratch file for the saved state: on tmpfs when there is one, so no disk is involved. */
+static int scratch_file(char *path, size_t len)
+{
+	struct stat st;
+	int fd;
+
+	snprintf(path, len, "%s/drafter-state-XXXXXX",
+		 stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp");
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+/* Pause the VM and save its state into TMP, its disks flushed: with the driver's own suspend when it has one. */
+static int pause_and_save(struct vm *vm, const char *tmp, uint64_t *size, uint64_t *paused_ns)
+{
+	int r;
+
+	if (vm->ops->suspend)
+		return vm->ops->suspend(vm, tmp, size, paused_ns);
+	/*
+	 * The downtime starts before the pause is asked for, not when it has
+	 * been done: a VMM may flush the disks before it answers.
+	 */
+	*paused_ns = realtime_ns();
+	r = vm->ops->pause(vm);
+	if (r == 0)
+		r = vm->ops->save_state(vm, tmp, size);
+	for (size_t i = 0; r == 0 && i < vm->spec.machine.n_disks; i++)
+		r = vm_fsync_path(vm->spec.disk_paths[i]);
+	return r;
+}
+
 int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen)
 {
 	struct vm *vm = &m->vm;
 	struct vm_meta meta = { 0 };
-	char tmp[] = "/tmp/drafter-state-XXXXXX";
-	uint64_t size = 0;
-	int r, fd;
+	_cleanup_free_ void *state = NULL;
+	char tmp[64];
+	uint64_t size = 0, t = 0;
+	int r;
 
 	if (!m->told && (r = vmmig_before_suspend(m, err, errlen)) < 0)
 		return r;
 	m->told = false;
-	/*
-	 * The downtime starts before the pause is asked for, not when it has
-	 * been done: QEMU's `stop` also flushes the disks before it answers,
-	 * with the guest already stopped (0.3-2 ms here).
-	 */
-	uint64_t t = vmmig_realtime_ns();
-	r = vm->ops->pause(vm);
+	r = scratch_file(tmp, sizeof tmp);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create a scratch file for the VM state: %s", strerror(-r));
+		return r;
+	}
+	r = pause_and_save(vm, tmp, &size, &t);
 	if (paused_ns)
 		*paused_ns = t;
-	log_debug("VM paused at %.3f (asked at %.3f)", (double)vmmig_realtime_ns() / 1e9, (double)t / 1e9);
-	if (r < 0) {
-		vm_err(m, r, err, errlen);
-		return r;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot create a scratch file for the VM state: %s", strerror(errno));
-		return r;
-	}
-	close(fd);
-	r = vm->ops->save_state(vm, tmp, &size);
+	log_debug("VM paused at %.6f and saved at %.6f", (double)t / 1e9, (double)realtime_ns() / 1e9);
 	if (r < 0) {
 		vm_err(m, r, err, errlen);
 		goto out;
 	}
-	r = copy_into(tmp, m->state, size);
+	r = state_into(tmp, m->state, size, &state);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot write the VM state into '%s': %s", m->state,
 			 r == -EFBIG ? "the state device is too small" : strerror(-r));
@@ -481,7 +497,7 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 		goto out;
 	}
 	vm_machine_copy(&meta.machine, &m->meta.machine);
-	r = vm_seal_snapshot(m->state, size, false, m->memory, (uint64_t)meta.machine.memory_mib * MIB, &meta);
+	r = vm_seal_state(state, size, m->memory, (uint64_t)meta.machine.memory_mib * MIB, &meta);
 	if (r == 0)
 		r = write_config(m->config, &meta);
 	if (r < 0) {
@@ -504,7 +520,7 @@ int vmmig_resume(struct vmmig *m, char *err, size_t errlen)
 	int r = m->vm.ops->resume(&m->vm);
 
 	m->told = false; /* a later suspend tells the guest again */
-	m->resumed_ns = vmmig_realtime_ns();
+	m->resumed_ns = realtime_ns();
 	if (r < 0)
 		vm_err(m, r, err, errlen);
 	return r;
@@ -537,6 +553,19 @@ const char *vmmig_guest_mac(const struct vmmig *m)
 int vmmig_pidfd(struct vmmig *m)
 {
 	return m && m->started && m->vm.pid > 0 ? m->vm.pidfd : -1;
+}
+
+bool vmmig_owns(const struct vmmig *m, const char *name)
+{
+	const char *own[] = { "state", "memory", "config", "kernel", "initramfs" };
+
+	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+		if (str_eq(name, own[i]))
+			return true;
+	for (size_t i = 0; i < m->meta.machine.n_disks; i++)
+		if (str_eq(name, m->meta.machine.disks[i]))
+			return true;
+	return false;
 }
 
 void vmmig_describe_exit(struct vmmig *m, char *buf, size_t len)

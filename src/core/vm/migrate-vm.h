@@ -102,11 +102,10 @@ uint64_t vmmig_resumed_ns(const struct vmmig *m);
 const char *vmmig_guest_mac(const struct vmmig *m);
 /* Process descriptor of the VMM (readable when it exits), -1 when stopped. */
 int vmmig_pidfd(struct vmmig *m);
+/* Is device NAME one the VM uses (its state, memory, record, boot files, disks)? */
+bool vmmig_owns(const struct vmmig *m, const char *name);
 /* Text for a VMM that exited by itself. */
 void vmmig_describe_exit(struct vmmig *m, char *buf, size_t len);
 void vmmig_free(struct vmmig *m);
-
-/* Realtime clock in ns (downtime is measured across two processes). */
-uint64_t vmmig_realtime_ns(void);
 
 #endif

@@ -57,14 +57,34 @@ static int read_msg(struct qmp *q, json_object **out, uint64_t deadline_ns)
 	}
 }
 
+/* When QEMU sent an event (realtime, ns), 0 if it does not say. */
+static uint64_t event_time(json_object *msg)
+{
+	json_object *ts, *sec, *usec;
+
+	if (!json_object_object_get_ex(msg, "timestamp", &ts) || !json_object_object_get_ex(ts, "seconds", &sec) ||
+	    !json_object_object_get_ex(ts, "microseconds", &usec) || json_object_get_int64(sec) <= 0)
+		return 0;
+	return (uint64_t)json_object_get_int64(sec) * 1000000000ULL + (uint64_t)json_object_get_int64(usec) * 1000ULL;
+}
+
 /* Remember the last migration status: its event may overtake a command's answer. */
 static void note_event(struct qmp *q, json_object *msg)
 {
 	json_object *ev, *data, *st;
+	uint64_t t = event_time(msg);
 
 	if (!json_object_object_get_ex(msg, "event", &ev))
 		return;
-	log_debug("qmp: event %s", json_object_get_string(ev));
+	log_debug("qmp: event %s at %.6f", json_object_get_string(ev), (double)t / 1e9);
+	if (str_eq(json_object_get_string(ev), "STOP")) {
+		q->stop_ns = t;
+		q->before_stop_ns = q->last_event_ns;
+		q->resumed = false;
+	} else if (str_eq(json_object_get_string(ev), "RESUME")) {
+		q->resumed = true;
+	}
+	q->last_event_ns = t;
 	if (str_eq(json_object_get_string(ev), "MIGRATION") && json_object_object_get_ex(msg, "data", &data) &&
 	    json_object_object_get_ex(data, "status", &st))
 		snprintf(q->mig_status, sizeof q->mig_status, "%s", json_object_get_string(st));

@@ -18,6 +18,14 @@ struct qmp {
 	char *buf;
 	size_t len;
 	char mig_status[32]; /* last MIGRATION event's status */
+	/*
+	 * QEMU's times (realtime, ns) of the last STOP event and of the event
+	 * before it: QEMU sends STOP once the guest stopped and its devices
+	 * quiesced, so the guest stopped between the two.
+	 */
+	uint64_t stop_ns, before_stop_ns;
+	uint64_t last_event_ns;
+	bool resumed; /* a RESUME event came after the last STOP */
 };
 
 /* Take FD (connected to QEMU's monitor), read the greeting, negotiate capabilities. */

@@ -104,6 +104,11 @@ int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_i
 typedef ssize_t (*vm_read_fn)(void *ctx, void *buf, size_t len, uint64_t off);
 /* vm_meta_read with a reader. */
 int vm_meta_read_from(vm_read_fn rd, void *ctx, struct vm_meta *meta);
+/*
+ * OpenSSL sets a digest up on its first use in a process (1.2 ms here): have
+ * that done ahead of a hash that is on the clock, such as a migration's.
+ */
+void vm_hash_prepare(void);
 /* Does STATE (meta->state_size bytes) hash to META's state? -EBADE when not. */
 int vm_state_check(const struct vm_meta *meta, const void *state);
 /* Does the memory RD reads carry META's stamp? -ESTALE when not. */
@@ -116,6 +121,9 @@ int vm_memory_check_from(const struct vm_meta *meta, vm_read_fn rd, void *ctx);
  */
 int vm_seal_snapshot(const char *state, uint64_t state_size, bool pad_state, const char *memory,
 		     uint64_t ram_bytes, struct vm_meta *meta);
+/* The same for a state held in memory, which the caller writes where it goes. */
+int vm_seal_state(const void *state, uint64_t state_size, const char *memory, uint64_t ram_bytes,
+		  struct vm_meta *meta);
 /* Does the VMM of M read only the recorded bytes of the state (so padding is harmless)? */
 bool vm_state_paddable(const struct vm_machine *m);
 /* Do STATE and MEMORY belong to META? -EBADE: state differs; -ESTALE: memory is another snapshot's. */
@@ -150,6 +158,12 @@ struct vm_spec {
 	char *disk_paths[VM_MAX_DISKS]; /* parallel to machine.disks */
 	bool enable_input, enable_output;
 	/*
+	 * Restore: run the VM as soon as its state has loaded, if it was
+	 * running when saved (QEMU's suspend saves it so): no command stands
+	 * between the load and the guest. Else restore leaves it paused.
+	 */
+	bool autostart;
+	/*
 	 * Restore calls this once the VMM process is up and right before it
 	 * loads the device state, which reads guest memory (virtio rings):
 	 * the memory and disk files must be complete from then on. It lets
@@ -167,12 +181,19 @@ struct vmm_ops {
 	const char *name;
 	/* Start the VMM and boot the kernel from spec->kernel; RAM lives in spec->memory. */
 	int (*boot)(struct vm *vm);
-	/* Start the VMM from spec->state + spec->memory; the VM is left paused. */
+	/* Start the VMM from spec->state + spec->memory; the VM is left paused (but see spec->autostart). */
 	int (*restore)(struct vm *vm);
 	int (*resume)(struct vm *vm);
 	int (*pause)(struct vm *vm);
 	/* VM paused: write its device state to PATH; *SIZE = bytes written. */
 	int (*save_state)(struct vm *vm, const char *path, uint64_t *size);
+	/*
+	 * Optional, for a running VM: pause it and save its device state to
+	 * PATH (*SIZE bytes), its disks flushed, with as little of the work as
+	 * the VMM allows after the guest stops; *PAUSED_NS: realtime at or
+	 * before the guest stopped. NULL: pause, save_state, then flush the disks.
+	 */
+	int (*suspend)(struct vm *vm, const char *path, uint64_t *size, uint64_t *paused_ns);
 	/* Write guest RAM back to spec->memory (VM paused or running). */
 	int (*flush_memory)(struct vm *vm);
 	/* Stop the VMM (gracefully when it answers, else SIGKILL) and remove its run files. */
