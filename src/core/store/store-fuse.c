@@ -5,8 +5,8 @@
  * the device when the kernel writes them back, at the latest when drafter
  * fsyncs the file (store_expose_flush; the files behind a device are synced
  * to disk for a VMM's fsync, not for drafter's own). A few worker threads
- * wait on the /dev/fuse descriptor and an eventfd, so stopping never
- * depends on a request arriving.
+ * wait on the /dev/fuse descriptor (a request wakes one of them) and an
+ * eventfd, so stopping never depends on a request arriving.
  */
 #include "config.h"
 
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -355,24 +356,55 @@ static const struct fuse_lowlevel_ops fuse_ops = {
 	.readdir = op_readdir,
 };
 
+/*
+ * What woke a worker: 1 a request may be there, 0 stop (the stop eventfd,
+ * an unmounted or aborted session), -errno. Each worker waits in an epoll
+ * set of its own, with the /dev/fuse descriptor added EPOLLEXCLUSIVE so
+ * that a request wakes one worker rather than all (with poll, the eight
+ * workers woke for every request, seven to find nothing: in a migration's
+ * pause each FUSE request cost eight context switches); the stop eventfd
+ * wakes them all. Without an epoll set (EP < 0), poll as before.
+ */
+static int worker_wait(struct fuse_state *s, int ep, int fd)
+{
+	if (ep < 0) {
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = s->stop_fd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0)
+			return -errno;
+		if (p[1].revents || (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
+			return 0;
+		return 1;
+	}
+	struct epoll_event ev[2];
+	int n = epoll_wait(ep, ev, 2, -1);
+	if (n < 0)
+		return -errno;
+	for (int k = 0; k < n; k++)
+		if (ev[k].data.u32 == 1 || (ev[k].events & (EPOLLERR | EPOLLHUP)))
+			return 0;
+	return 1;
+}
+
 static void *worker(void *arg)
 {
 	struct fuse_state *s = arg;
 	struct fuse_buf fbuf = {.mem = NULL};
 	int fd = fuse_session_fd(s->se);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event req = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0};
+	struct epoll_event stop = {.events = EPOLLIN, .data.u32 = 1};
 
+	if (ep >= 0 && (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &req) < 0 ||
+	                epoll_ctl(ep, EPOLL_CTL_ADD, s->stop_fd, &stop) < 0)) {
+		close(ep);
+		ep = -1;
+	}
 	for (;;) {
-		struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
-		                      {.fd = s->stop_fd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		int w = worker_wait(s, ep, fd);
+		if (w == -EINTR)
+			continue;
+		if (w <= 0)
 			break;
-		}
-		if (p[1].revents)
-			break;
-		if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
-			break; /* unmounted or aborted */
 		int r = fuse_session_receive_buf(s->se, &fbuf);
 		if (r == -EAGAIN || r == -EINTR)
 			continue; /* another worker took it */
@@ -381,6 +413,8 @@ static void *worker(void *arg)
 		fuse_session_process_buf(s->se, &fbuf);
 	}
 	free(fbuf.mem);
+	if (ep >= 0)
+		close(ep);
 	return NULL;
 }
 
