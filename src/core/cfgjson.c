@@ -109,6 +109,14 @@ static int set_json_field(const struct field *f, void *obj, struct json_object *
 		else if (t == json_type_int)
 			r = field_set_int(f, obj, json_object_get_int64(v), inner, sizeof inner);
 		break;
+	case FT_SIZE32:
+		/* Bytes as in the original; "64KiB" strings are accepted as well. */
+		if (t == json_type_string)
+			r = field_set_text(f, obj, json_object_get_string(v), false, inner,
+			                   sizeof inner);
+		else if (t == json_type_int)
+			r = field_set_int(f, obj, json_object_get_int64(v), inner, sizeof inner);
+		break;
 	case FT_DURATION:
 		/* Nanoseconds as in the original; "500ms" strings are accepted as well. */
 		if (t == json_type_string)

@@ -453,6 +453,16 @@ static void test_json(void)
 	is_int(d->s3.concurrency, 8, "s3concurrency");
 	config_free(&cfg);
 
+	is_int(parse(&cfg, TOOL_PEER, &err, "--devices",
+	             "[{\"name\":\"memory\",\"base\":\"b\",\"blockSize\":\"16KiB\"}]", NULL),
+	       0, "blockSize as a size string");
+	is_int(cfg.devices[0].block_size, 16384, "\"16KiB\" is 16384 bytes");
+	config_free(&cfg);
+	is_int(parse(&cfg, TOOL_PEER, &err, "--devices",
+	             "[{\"name\":\"memory\",\"base\":\"b\",\"blockSize\":\"48KiB\"}]", NULL),
+	       -EINVAL, "a size string that is not a power of two is refused");
+	config_free(&cfg);
+
 	is_int(parse(&cfg, TOOL_REGISTRY, &err, "-devices",
 	             "[{\"NAME\":\"disk\",\"Input\":\"i\",\"BLOCKSIZE\":4096}]", NULL),
 	       0, "field names match case-insensitively, as in Go");
