@@ -270,11 +270,18 @@ ssize_t store_device_read_present(struct store_device *d, uint64_t block, void *
 
 	if (!d->wait || block >= d->nblocks)
 		return -EINVAL;
-	pthread_rwlock_rdlock(store_stripe(d, block));
+	/*
+	 * Without the block's stripe: this read may wait for the kernel's I/O on
+	 * the file's pages (25-60 ms in bench/migrate while the host wrote back),
+	 * and under the stripe it held up the session thread's next delivery to
+	 * that stripe just as long. Only a delivery after a dirty list rewrites
+	 * a present block here (the VM does not run yet while this is used),
+	 * and the list moves the generation first: a copy that raced with one
+	 * is known by its GEN.
+	 */
 	*gen = store_wait_generation(d->wait);
 	if (store_wait_present(d->wait, block))
 		n = store_read_at(d->stack, buf, store_device_block_len(d, block), block << d->block_shift);
-	pthread_rwlock_unlock(store_stripe(d, block));
 	return n;
 }
 

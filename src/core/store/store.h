@@ -326,7 +326,9 @@ void store_device_set_stored(struct store_device *d, store_stored_fn fn, void *c
 /*
  * Destination: copy BLOCK into BUF (its length) if it has arrived, without
  * waiting: -EAGAIN when it is missing. *GEN: store_device_generation as of
- * the copy; if it has moved on since, the copy may be of an older version.
+ * the copy; if it has moved on since, the copy may be of an older version,
+ * or torn by the new one's delivery. Meant for copies made before the
+ * device is written locally (the prefill), which no lock is taken for.
  */
 ssize_t store_device_read_present(struct store_device *d, uint64_t block, void *buf, uint64_t *gen);
 /* Destination: how many dirty lists invalidated blocks so far. */
