@@ -197,6 +197,14 @@ ssize_t store_device_write(struct store_device *d, const void *buf, size_t len, 
 		return 0;
 	if (d->wait)
 		return write_waiting(d, buf, len, off);
+	/*
+	 * Marked before and after: a list taken while the write is under way
+	 * already has its blocks (a migration's source waits for writes under
+	 * way before its final lists, see xfer_storedev_gate), and one taken
+	 * between a read of the block and the write's landing gets them again.
+	 */
+	store_tracker_mark(d->tracker, off >> d->block_shift,
+			   ((off + len - 1) >> d->block_shift) - (off >> d->block_shift) + 1);
 	ssize_t n = store_write_at(d->stack, buf, len, off);
 	if (n > 0)
 		note_write(d, off, (size_t)n);
