@@ -102,15 +102,11 @@ static int set_json_field(const struct field *f, void *obj, struct json_object *
 			r = field_set_bool(f, obj, json_object_get_boolean(v), inner, sizeof inner);
 		break;
 	case FT_U16:
-		/* The original takes internalPort as a string; a number is fine too. */
-		if (t == json_type_string)
-			r = field_set_text(f, obj, json_object_get_string(v), false, inner,
-			                   sizeof inner);
-		else if (t == json_type_int)
-			r = field_set_int(f, obj, json_object_get_int64(v), inner, sizeof inner);
-		break;
 	case FT_SIZE32:
-		/* Bytes as in the original; "64KiB" strings are accepted as well. */
+		/*
+		 * The original takes internalPort as a string, and sizes as a
+		 * number of bytes; both forms are accepted for both ("64KiB").
+		 */
 		if (t == json_type_string)
 			r = field_set_text(f, obj, json_object_get_string(v), false, inner,
 			                   sizeof inner);

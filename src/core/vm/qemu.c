@@ -405,6 +405,18 @@ static void *feed_state(void *arg)
 	return NULL;
 }
 
+/* Hand FD to QEMU under the name "state" (getfd), for an fd: migration URI. */
+static int pass_state_fd(struct qemu *q, int fd)
+{
+	json_object *args = json_object_new_object();
+	int r;
+
+	json_object_object_add(args, "fdname", json_object_new_string("state"));
+	r = qmp_call(&q->qmp, "getfd", args, fd, NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
+	json_object_put(args);
+	return r;
+}
+
 static int qemu_restore(struct vm *vm)
 {
 	struct qemu *q;
@@ -433,10 +445,7 @@ static int qemu_restore(struct vm *vm)
 	 * state may load no command stands between it and the load. A wait
 	 * that fails closes the pipe, which ends that migration and QEMU.
 	 */
-	json_object *args = json_object_new_object();
-	json_object_object_add(args, "fdname", json_object_new_string("state"));
-	r = qmp_call(&q->qmp, "getfd", args, rd, NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
-	json_object_put(args);
+	r = pass_state_fd(q, rd);
 	q->qmp.mig_status[0] = 0;
 	q->qmp.resumed = false;
 	if (r == 0)
@@ -491,34 +500,44 @@ static int qemu_pause(struct vm *vm)
 	return qmp_callf(&q->qmp, "stop", NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
 }
 
-static int qemu_save_state(struct vm *vm, const char *path, uint64_t *size)
+/*
+ * The device state (x-ignore-shared: no RAM) into PATH (created with MODE)
+ * through QEMU's own migration, fsynced when SYNC; *SIZE = its bytes,
+ * *ASKED = realtime just before `migrate` was sent. QMP's STOP times are
+ * reset first.
+ */
+static int migrate_to_file(struct qemu *q, const char *path, mode_t mode, bool sync, uint64_t *size,
+			   uint64_t *asked)
 {
-	struct qemu *q = priv(vm);
-	_cleanup_close_ int fd = -EBADF;
-	json_object *args;
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	struct stat st;
 	int r;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	args = json_object_new_object();
-	json_object_object_add(args, "fdname", json_object_new_string("state"));
-	r = qmp_call(&q->qmp, "getfd", args, fd, NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
-	json_object_put(args);
+	r = pass_state_fd(q, fd);
 	if (r < 0)
 		return r;
 	q->qmp.mig_status[0] = 0;
+	q->qmp.stop_ns = q->qmp.before_stop_ns = 0;
+	*asked = realtime_ns();
 	r = qmp_callf(&q->qmp, "migrate", "{\"uri\":\"fd:state\"}", q->err, sizeof q->err,
 		      now_ns() + QEMU_CMD_TIMEOUT_NS);
 	if (r == 0)
 		r = qmp_wait_migration(&q->qmp, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
 	if (r < 0)
 		return r;
-	if (fsync(fd) < 0 || fstat(fd, &st) < 0)
+	if ((sync && fsync(fd) < 0) || fstat(fd, &st) < 0)
 		return -errno;
 	*size = (uint64_t)st.st_size;
 	return 0;
+}
+
+static int qemu_save_state(struct vm *vm, const char *path, uint64_t *size)
+{
+	uint64_t asked;
+
+	return migrate_to_file(priv(vm), path, 0644, true, size, &asked);
 }
 
 /*
@@ -529,42 +548,21 @@ static int qemu_save_state(struct vm *vm, const char *path, uint64_t *size)
  * stopped between the event before STOP and STOP itself (which comes once
  * the devices have quiesced): *PAUSED_NS is the earlier one, so a downtime
  * counted from it is never too short. The migration leaves the VM in
- * "postmigrate", from where `cont` runs it again.
+ * "postmigrate", from where `cont` runs it again. PATH is a scratch file:
+ * not synced.
  */
 static int qemu_suspend(struct vm *vm, const char *path, uint64_t *size, uint64_t *paused_ns)
 {
 	struct qemu *q = priv(vm);
-	_cleanup_close_ int fd = -EBADF;
-	json_object *args;
-	struct stat st;
 	uint64_t asked;
 	int r;
 
 	if (!q || !q->have_qmp)
 		return -ENOTCONN;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	args = json_object_new_object();
-	json_object_object_add(args, "fdname", json_object_new_string("state"));
-	r = qmp_call(&q->qmp, "getfd", args, fd, NULL, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
-	json_object_put(args);
-	if (r < 0)
-		return r;
-	q->qmp.mig_status[0] = 0;
-	q->qmp.stop_ns = q->qmp.before_stop_ns = 0;
-	asked = realtime_ns();
-	r = qmp_callf(&q->qmp, "migrate", "{\"uri\":\"fd:state\"}", q->err, sizeof q->err,
-		      now_ns() + QEMU_CMD_TIMEOUT_NS);
+	r = migrate_to_file(q, path, 0600, false, size, &asked);
 	if (r == 0)
-		r = qmp_wait_migration(&q->qmp, q->err, sizeof q->err, now_ns() + QEMU_CMD_TIMEOUT_NS);
-	if (r < 0)
-		return r;
-	*paused_ns = q->qmp.stop_ns && q->qmp.before_stop_ns > asked ? q->qmp.before_stop_ns : asked;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	*size = (uint64_t)st.st_size;
-	return 0;
+		*paused_ns = q->qmp.stop_ns && q->qmp.before_stop_ns > asked ? q->qmp.before_stop_ns : asked;
+	return r;
 }
 
 static int qemu_flush_memory(struct vm *vm)
