@@ -27,13 +27,15 @@ size_t store_device_block_len(const struct store_device *d, uint64_t block)
 	return (size_t)(d->size - start < d->block_size ? d->size - start : d->block_size);
 }
 
-static void note_write(struct store_device *d, uint64_t off, size_t len)
+/* Mark the blocks of [OFF, OFF+LEN) dirty; a write that LANDED also counts for the volatility order. */
+static void note_write(struct store_device *d, uint64_t off, size_t len, bool landed)
 {
 	if (!len)
 		return;
 	uint64_t first = off >> d->block_shift, last = (off + len - 1) >> d->block_shift;
 	store_tracker_mark(d->tracker, first, last - first + 1);
-	store_volatility_record(d->vol, first, last - first + 1);
+	if (landed)
+		store_volatility_record(d->vol, first, last - first + 1);
 }
 
 /* The stripes of blocks [first, last] as a mask, locked or unlocked in ascending order. */
@@ -170,7 +172,7 @@ static ssize_t write_waiting(struct store_device *d, const void *buf, size_t len
 			return done ? (ssize_t)done : w;
 		if (w != (ssize_t)n)
 			return -EIO;
-		note_write(d, pos, n);
+		note_write(d, pos, n, true);
 		done += n;
 	}
 	return (ssize_t)done;
@@ -203,11 +205,10 @@ ssize_t store_device_write(struct store_device *d, const void *buf, size_t len, 
 	 * way before its final lists, see xfer_storedev_gate), and one taken
 	 * between a read of the block and the write's landing gets them again.
 	 */
-	store_tracker_mark(d->tracker, off >> d->block_shift,
-			   ((off + len - 1) >> d->block_shift) - (off >> d->block_shift) + 1);
+	note_write(d, off, len, false);
 	ssize_t n = store_write_at(d->stack, buf, len, off);
 	if (n > 0)
-		note_write(d, off, (size_t)n);
+		note_write(d, off, (size_t)n, true);
 	return n;
 }
 

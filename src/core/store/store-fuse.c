@@ -451,9 +451,9 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
  * Copy a block's content BUF (N bytes, read at generation GEN) into the page
  * cache, unless the prefill stopped. A dirty list may have dropped the block
  * since it was read: then the pages just filled may hold the old version and
- * go again. The copy holds fill_copy, which a stop takes once: only the read
- * before, which may wait for a delivery to the same stripe of the device
- * (up to 30 ms in bench/migrate), stays out of what a stop waits for.
+ * go again. The copy holds fill_copy, which a stop takes once: the read
+ * before it, which may wait for the kernel's I/O on the device's file
+ * (25-60 ms in bench/migrate), stays out of what a stop waits for.
  */
 static bool fill_pages(struct fuse_state *s, uint32_t i, uint64_t block, void *buf, size_t n,
                        uint64_t gen)
