@@ -136,6 +136,7 @@ static void peer_hold(struct peer *p, bool engage)
 
 static void *hold_main(void *arg)
 {
+	thread_name("peer-hold");
 	peer_hold(arg, true);
 	return NULL;
 }
@@ -285,6 +286,7 @@ static void *dest_thread(void *arg)
 {
 	struct peer *p = arg;
 
+	thread_name("peer-dest");
 	p->dest_r = xfer_dest_run(p->in_conn, p->dest_o, p->dest_h, &p->dest_st, &p->dest_auth, p->dest_err,
 				  sizeof p->dest_err);
 	if (p->dest_r < 0) {
@@ -520,6 +522,7 @@ static void *signal_watch(void *arg)
 	struct peer *p = arg;
 	struct pollfd f[2] = { { .fd = p->sigfd, .events = POLLIN }, { .fd = p->stop_efd, .events = POLLIN } };
 
+	thread_name("peer-signals");
 	while (poll(f, 2, -1) < 0 && errno == EINTR)
 		;
 	if (f[0].revents) {

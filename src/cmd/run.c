@@ -228,6 +228,7 @@ static void *copy_thread(void *arg)
 	struct copier *c = arg;
 	int r = 0;
 
+	thread_name("run-copy");
 	/* Memory first: the VMM needs it complete to load the device state, the disks only to run. */
 	for (size_t i = 0; i < c->rn->n_files; i++) {
 		if (r == 0)

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -338,6 +339,11 @@ uint64_t realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void thread_name(const char *name)
+{
+	(void)pthread_setname_np(pthread_self(), name);
 }
 
 int random_bytes(void *buf, size_t len)

@@ -99,6 +99,8 @@ int mkdir_parents(const char *path);
 uint64_t now_ns(void);
 /* CLOCK_REALTIME in ns: for times compared with other processes' (QEMU's events, logs). */
 uint64_t realtime_ns(void);
+/* Name the calling thread (what ps -L, top -H and perf show), best effort: 15 bytes at most. */
+void thread_name(const char *name);
 /* The signals that ask a drafter command to stop: SIGINT, SIGTERM and SIGHUP, as MASK. */
 void stop_signals(sigset_t *mask);
 /* LEN bytes from the kernel's random source (ids, nonces): 0 or -errno. */

@@ -511,6 +511,7 @@ static void *hold_thread(void *arg)
 	struct net_hold *h = arg;
 	_cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
 
+	thread_name("net-hold");
 	h->start_err = hold_setup(h);
 	nl = h->nl;
 	signal_fd(h->done_fd);

@@ -29,6 +29,7 @@
 #include <fuse_lowlevel.h>
 
 #include "core/store/store-expose-internal.h"
+#include "core/util.h"
 
 /* Readers of missing blocks hold a worker each while they wait. */
 #define FUSE_WORKERS  8
@@ -395,6 +396,7 @@ static void *worker(void *arg)
 	struct epoll_event req = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0};
 	struct epoll_event stop = {.events = EPOLLIN, .data.u32 = 1};
 
+	thread_name("fuse-worker");
 	if (ep >= 0 && (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &req) < 0 ||
 	                epoll_ctl(ep, EPOLL_CTL_ADD, s->stop_fd, &stop) < 0)) {
 		close(ep);
@@ -524,6 +526,7 @@ static void *filler(void *arg)
 	struct fuse_state *s = arg;
 	uint32_t bs = 0;
 
+	thread_name("fuse-fill");
 	for (size_t i = 0; i < s->e->n; i++)
 		if (store_device_block_size(s->e->devs[i]) > bs)
 			bs = store_device_block_size(s->e->devs[i]);

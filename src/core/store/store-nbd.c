@@ -31,6 +31,7 @@
 #include "core/io.h"
 #include "core/nlerr.h"
 #include "core/store/store-expose-internal.h"
+#include "core/util.h"
 
 #define NBD_CONNS        4
 #define NBD_KERNEL_BLOCK 4096u
@@ -146,6 +147,7 @@ static void *srv_worker(void *arg)
 {
 	struct nbd_srv *s = arg;
 
+	thread_name("nbd-worker");
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
 		while (!s->head && !s->stop)
@@ -362,6 +364,7 @@ static void *conn_thread(void *arg)
 {
 	struct nbd_conn *c = arg;
 
+	thread_name("nbd-conn");
 	(void)store_nbd_serve(c->fd, c->dev);
 	return NULL;
 }

@@ -389,6 +389,7 @@ static void *feed_state(void *arg)
 	char buf[65536];
 	uint64_t off = 0;
 
+	thread_name("qemu-feed");
 	f->result = 0;
 	while (off < f->len) {
 		size_t want = f->len - off > sizeof buf ? sizeof buf : (size_t)(f->len - off);

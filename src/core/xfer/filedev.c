@@ -187,6 +187,7 @@ static void *writer_main(void *arg)
 	struct filedev *f = arg;
 	struct wqueue *q = f->wq;
 
+	thread_name("xfer-writer");
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		while (q->count == 0 && !q->stop)

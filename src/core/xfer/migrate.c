@@ -140,6 +140,7 @@ static void *src_reader(void *arg)
 	size_t cap = 0;
 	struct xfer_msg m;
 
+	thread_name("xfer-reader");
 	for (;;) {
 		int r = xfer_recv(s->c, &buf, &cap, &m);
 		if (r == 1) {
@@ -397,8 +398,10 @@ struct hook_run {
 static void *hook_thread(void *arg)
 {
 	struct hook_run *h = arg;
-	int r = h->fn(h->s->h->ctx);
+	int r;
 
+	thread_name("xfer-hook");
+	r = h->fn(h->s->h->ctx);
 	pthread_mutex_lock(&h->s->lock);
 	h->r = r;
 	h->done = true;

@@ -65,6 +65,7 @@ static void *session_main(void *arg)
 	uint64_t one = 1;
 	int r;
 
+	thread_name("xfer-session");
 	/* The connection gets its own descriptor; s->fd stays open until the
 	 * session is reaped, so a stop can always shut it down safely. */
 	int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 3);

@@ -656,6 +656,7 @@ static void *keepalive_main(void *arg)
 	struct xfer_keepalive *ka = c->ka;
 	uint64_t not_before = 0;
 
+	thread_name("xfer-keepalive");
 	pthread_mutex_lock(&ka->lock);
 	while (!ka->stop) {
 		uint64_t iv = keepalive_interval_ns(c);
