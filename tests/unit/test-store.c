@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/store/store.h"
+#include "core/store/store-internal.h"
 #include "core/util.h"
 #include "tests/tap.h"
 
@@ -981,6 +982,55 @@ static void test_device_misc(void)
 }
 
 /* The exposure's reads, block by block, in the order of their first read. */
+/* Pop everything from Q into OUT as dev*100+block; returns how many. */
+static size_t fillq_drain(struct store_fillq *q, uint64_t *out, size_t max)
+{
+	uint32_t dev;
+	uint64_t block;
+	size_t n = 0;
+
+	while (n < max && store_fillq_pop(q, &dev, &block))
+		out[n++] = dev * 100 + block;
+	return n;
+}
+
+static void test_fillq(void)
+{
+	struct store_fillq q;
+	uint64_t got[16];
+	size_t n;
+
+	ok(store_fillq_init(&q, 8, 2) == 0 && store_fillq_add_device(&q, 0, 50) == 0 &&
+	   store_fillq_add_device(&q, 1, 50) == 0, "fillq: two devices");
+	is_int(store_fillq_add_device(&q, 2, 50), -EINVAL, "fillq: a third is refused");
+	/* first arrivals in arrival order, across devices */
+	store_fillq_push(&q, 0, 1);
+	store_fillq_push(&q, 1, 2);
+	store_fillq_push(&q, 0, 3);
+	/* 3 arrives again, then 1: newest again-arrival first, each block once */
+	store_fillq_push(&q, 0, 3);
+	store_fillq_push(&q, 0, 1);
+	n = fillq_drain(&q, got, 16);
+	ok(n == 3 && got[0] == 1 && got[1] == 3 && got[2] == 102,
+	   "fillq: arrivals again first (latest first), then first arrivals in order, each once");
+	/* a block copied already comes again after a new arrival */
+	store_fillq_push(&q, 1, 2);
+	n = fillq_drain(&q, got, 16);
+	ok(n == 1 && got[0] == 102, "fillq: a copied block that arrives again is copied again");
+	store_fillq_push(&q, 0, 60);
+	store_fillq_push(&q, 3, 1);
+	is_int(fillq_drain(&q, got, 16), 0, "fillq: blocks out of range are ignored");
+	/* full: first arrivals are left out, arrivals again push the last entry out */
+	for (uint64_t b = 10; b < 20; b++)
+		store_fillq_push(&q, 0, b);
+	store_fillq_push(&q, 0, 3);
+	n = fillq_drain(&q, got, 16);
+	ok(n == 8 && got[0] == 3 && got[1] == 10 && got[7] == 16,
+	   "fillq: full, the first arrivals that did not fit are left out, an arrival again goes first");
+	store_fillq_free(&q);
+	ok(q.ring == NULL && q.pending == NULL, "fillq: freed");
+}
+
 static void test_access_order(void)
 {
 	struct store_provider *f = NULL;
@@ -1026,6 +1076,7 @@ int main(void)
 	test_wait_stress();
 	test_device_misc();
 	test_access_order();
+	test_fillq();
 	test_stack();
 	test_overlay_concurrent();
 	test_open_cfg();

@@ -12,6 +12,7 @@ libdrafter_core_la_SOURCES += \
 	src/core/store/store-device.c \
 	src/core/store/store-expose.c \
 	src/core/store/store-fuse.c \
+	src/core/store/store-fillq.c \
 	src/core/store/store-nbd.c \
 	src/core/store/store-config.c
 

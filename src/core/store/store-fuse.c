@@ -33,7 +33,7 @@
 
 /* Readers of missing blocks hold a worker each while they wait. */
 #define FUSE_WORKERS  8
-/* Prefill: arrived blocks waiting to be copied into the page cache (more are not copied). */
+/* Prefill: arrived blocks waiting to be copied into the page cache (store-fillq.c). */
 #define PREFILL_QUEUE 16384
 /*
  * Prefill region, as a shift of bytes: a fault in a mapping advised for huge
@@ -67,18 +67,14 @@ struct fuse_state {
 	pthread_mutex_t attr_lock;
 	struct file_attr *attrs;
 	struct timespec started;
-	/* prefill: a ring of (device, block) that the copier thread takes from */
+	/* prefill: the arrived blocks, in the order the copier thread takes them */
 	pthread_mutex_t fill_lock;
 	pthread_cond_t fill_cond;
 	pthread_mutex_t fill_copy; /* held around each copy: a stop waits for that copy alone */
 	pthread_t filler;
 	bool filling;   /* the thread exists (it may be stopped, not joined yet) */
 	bool fill_stop; /* atomic: nothing is copied any more */
-	struct fill_item {
-		uint32_t dev;
-		uint64_t block;
-	} *fill_q;
-	size_t fill_head, fill_len;
+	struct store_fillq fill_q;
 	/* per device: a bit per region that holds data (the filler's alone) */
 	struct store_bitmap *fill_regions;
 };
@@ -440,9 +436,8 @@ static void stored(void *ctx, struct store_device *dev, uint64_t block)
 		if (s->e->devs[i] != dev)
 			continue;
 		pthread_mutex_lock(&s->fill_lock);
-		if (!s->fill_stop && s->fill_len < PREFILL_QUEUE) {
-			s->fill_q[(s->fill_head + s->fill_len++) % PREFILL_QUEUE] =
-			    (struct fill_item){ (uint32_t)i, block };
+		if (!s->fill_stop) {
+			store_fillq_push(&s->fill_q, (uint32_t)i, block);
 			pthread_cond_signal(&s->fill_cond);
 		}
 		pthread_mutex_unlock(&s->fill_lock);
@@ -542,15 +537,15 @@ static void *filler(void *arg)
 	(void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
 	pthread_mutex_lock(&s->fill_lock);
 	while (!s->fill_stop && buf) {
-		if (!s->fill_len) {
+		uint32_t dev;
+		uint64_t block;
+
+		if (!store_fillq_pop(&s->fill_q, &dev, &block)) {
 			pthread_cond_wait(&s->fill_cond, &s->fill_lock);
 			continue;
 		}
-		struct fill_item it = s->fill_q[s->fill_head];
-		s->fill_head = (s->fill_head + 1) % PREFILL_QUEUE;
-		s->fill_len--;
 		pthread_mutex_unlock(&s->fill_lock);
-		fill_block(s, it.dev, it.block, buf);
+		fill_block(s, dev, block, buf);
 		pthread_mutex_lock(&s->fill_lock);
 	}
 	pthread_mutex_unlock(&s->fill_lock);
@@ -563,8 +558,7 @@ static void fill_free(struct fuse_state *s)
 		store_bitmap_free(&s->fill_regions[k]);
 	free(s->fill_regions);
 	s->fill_regions = NULL;
-	free(s->fill_q);
-	s->fill_q = NULL;
+	store_fillq_free(&s->fill_q);
 }
 
 /* After a stop: the thread's end, then its memory. */
@@ -587,14 +581,12 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 		if (s->filling && __atomic_load_n(&s->fill_stop, __ATOMIC_ACQUIRE))
 			fill_join(s); /* stopped before: start again */
 		if (!s->filling) {
-			s->fill_q = calloc(PREFILL_QUEUE, sizeof(*s->fill_q));
 			s->fill_regions = calloc(e->n, sizeof(*s->fill_regions));
-			if (!s->fill_q || !s->fill_regions) {
+			if (!s->fill_regions || store_fillq_init(&s->fill_q, PREFILL_QUEUE, e->n) < 0) {
 				fill_free(s);
 				return -ENOMEM;
 			}
 			s->fill_stop = false;
-			s->fill_head = s->fill_len = 0;
 			if (pthread_create(&s->filler, NULL, filler, s) != 0) {
 				fill_free(s);
 				return -EAGAIN;
@@ -606,6 +598,11 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 		    store_bitmap_init(&s->fill_regions[i],
 		                      (store_device_blocks(e->devs[i]) >> region_shift(e->devs[i])) + 1) < 0)
 			return -ENOMEM;
+		pthread_mutex_lock(&s->fill_lock);
+		int r = store_fillq_add_device(&s->fill_q, (uint32_t)i, store_device_blocks(e->devs[i]));
+		pthread_mutex_unlock(&s->fill_lock);
+		if (r < 0)
+			return r;
 		store_device_set_stored(e->devs[i], stored, s);
 		return 0;
 	}

@@ -77,6 +77,31 @@ uint64_t store_wait_generation(struct store_wait *w);
 /* Tell the exposure that [off, off+len) changed underneath it. */
 void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len);
 
+/*
+ * The FUSE prefill's work list (store-fillq.c): blocks that arrive again
+ * first, latest first, then first arrivals in arrival order; each queued
+ * block comes out once. Not synchronised.
+ */
+struct store_fillq_item {
+	uint32_t dev;
+	uint64_t block;
+};
+
+struct store_fillq {
+	struct store_fillq_item *ring;
+	size_t cap, head, len, ndev;
+	struct store_bitmap *pending, *seen; /* per device: queued, arrived before */
+};
+
+/* Room for CAP entries over NDEV devices; each device is added before its blocks. */
+int store_fillq_init(struct store_fillq *q, size_t cap, size_t ndev);
+int store_fillq_add_device(struct store_fillq *q, uint32_t dev, uint64_t nblocks);
+/* BLOCK of DEV arrived (blocks of a device not added are ignored). */
+void store_fillq_push(struct store_fillq *q, uint32_t dev, uint64_t block);
+/* The next block to copy: false when there is none. */
+bool store_fillq_pop(struct store_fillq *q, uint32_t *dev, uint64_t *block);
+void store_fillq_free(struct store_fillq *q);
+
 /* 64-bit FNV-1a, for the overlay state file's checksum. */
 uint64_t store_fnv1a(uint64_t h, const void *data, size_t len);
 #define STORE_FNV_INIT 0xcbf29ce484222325ull
