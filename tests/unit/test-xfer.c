@@ -413,7 +413,7 @@ struct memdev {
 	uint64_t order[1024]; /* destination: blocks in the order delivered (the first 1024) */
 	uint64_t next;        /* source: the full pass's position */
 	size_t hot_pos;
-	bool hot_on;          /* source: postcopy_order was called */
+	bool hot_on;          /* source: working_set_first was called */
 };
 
 static ssize_t md_read(struct xfer_dev *d, uint64_t b, void *buf)
@@ -460,15 +460,15 @@ static int md_have(struct xfer_dev *d, struct xfer_range **r, size_t *n)
 	return 0;
 }
 
-/* Post-copy: what the VM read first, which the engine puts at the head of the full pass. */
+/* What the VM read first, which the engine puts at the head of the full pass. */
 static const uint64_t hot_blocks[] = { 200, 40, 60 };
-static int postcopy_order_calls, postcopy_order_suspended;
+static int working_set_calls, working_set_suspended;
 static int suspended;
-static int md_postcopy_order(struct xfer_dev *d)
+static int md_working_set_first(struct xfer_dev *d)
 {
 	struct memdev *m = d->ctx;
-	postcopy_order_calls++;
-	postcopy_order_suspended = suspended;
+	working_set_calls++;
+	working_set_suspended = suspended;
 	m->hot_on = !strcmp(d->name, "memory");
 	return 0;
 }
@@ -536,7 +536,7 @@ static int md_invalidate(struct xfer_dev *d, const uint64_t *b, size_t n)
 static const struct xfer_dev_ops md_ops = {
 	.read_block = md_read,
 	.next_block = md_next_block,
-	.postcopy_order = md_postcopy_order,
+	.working_set_first = md_working_set_first,
 	.read_order = md_read_order,
 	.sync_dirty = md_sync,
 	.have = md_have,
@@ -704,7 +704,7 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		memcpy(dst_devs[0].data, src_devs[0].data, 16 * 4096);
 	}
 	suspended = resumed = handed_over = flushes = authority_seen = told = 0;
-	postcopy_order_calls = postcopy_order_suspended = 0;
+	working_set_calls = working_set_suspended = 0;
 	first_after_authority = last_after_authority = -1;
 
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
@@ -740,8 +740,8 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		   "name, with the final lists", sa.st.blocks_postcopy, sent);
 		ok(sa.st.authority_ns && sa.st.suspend_ns && sa.st.authority_ns >= sa.st.suspend_ns,
 		   "post-copy: suspended, then AUTHORITY");
-		is_int(postcopy_order_calls, 2, "post-copy: each device asked for its post-copy order once");
-		is_int(postcopy_order_suspended, 1, "post-copy: after the suspend (what the VM read until then)");
+		is_int(working_set_calls, 2, "post-copy: each device put its working set first once");
+		is_int(working_set_suspended, 1, "post-copy: after the suspend (what the VM read until then)");
 		/* only the final dirty blocks (and the one the hooks ask for) go before them */
 		uint32_t at = 0;
 		while (at < dst_devs[0].delivered && at < 1021 && dst_devs[0].order[at] != hot_blocks[0])
@@ -761,7 +761,10 @@ static void run_engine(bool read_only, bool shared, uint32_t caps)
 		   "the suspend (%" PRIu64 " blocks in the final lists)", sa.st.final_dirty);
 		is_int(handed_over, 1, "handed over once");
 		is_int(resumed, 0, "not resumed");
-		is_int(postcopy_order_calls, 0, "pre-copy: the full pass keeps its own order");
+		is_int(working_set_calls, 2, "pre-copy: each device put its working set first once");
+		is_int(working_set_suspended, 0, "pre-copy: before the full pass, long before the suspend");
+		ok(dst_devs[0].delivered > 3 && dst_devs[0].order[0] == 200 && dst_devs[0].order[1] == 40 &&
+		   dst_devs[0].order[2] == 60, "pre-copy: the blocks the VM read first (200 40 60) arrived first");
 		ok(flushes >= 2, "flushed before each dirty cycle (%d)", flushes);
 		ok(sa.st.cycles >= 2 && sa.st.cycles <= 6, "dirty cycles within min/max (%u)", sa.st.cycles);
 		ok(dst_devs[0].invalidated > 0, "dirty lists invalidated blocks at the destination");

@@ -931,6 +931,17 @@ static int src_post_copy(struct src *s)
 	return r < 0 ? r : src_serve_priority(s);
 }
 
+static void src_working_set_first(struct src *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct xfer_dev *d = s->devs[i].d;
+		int r;
+
+		if (d->ops->working_set_first && (r = d->ops->working_set_first(d)) < 0)
+			log_debug("device '%s' goes in its plain order: %s", d->name, strerror(-r));
+	}
+}
+
 static int src_run(struct src *s, const struct xfer_source_opts *o)
 {
 	uint8_t small[4 + XFER_MAX_NAME + 64];
@@ -990,17 +1001,16 @@ static int src_run(struct src *s, const struct xfer_source_opts *o)
 			r = src_post_copy(s);
 		if (r < 0)
 			return r;
-		/*
-		 * Then what its VMM read here, first read first: resumed on
-		 * the destination, the VM reads much the same in much the same
-		 * order, so the pass is ahead of most of its requests.
-		 */
-		for (size_t i = 0; i < s->n; i++) {
-			struct xfer_dev *d = s->devs[i].d;
-			if (d->ops->postcopy_order && (r = d->ops->postcopy_order(d)) < 0)
-				log_debug("device '%s' goes in its plain order: %s", d->name, strerror(-r));
-		}
 	}
+	/*
+	 * The full pass starts with what the VMM read here, first read first:
+	 * resumed on the destination, the VM reads much the same in much the
+	 * same order. Post-copy: the pass is ahead of most of its requests.
+	 * Pre-copy: a destination copies the blocks that arrive into its page
+	 * cache, first arrivals in arrival order, as far as its copier gets
+	 * before the VM resumes there.
+	 */
+	src_working_set_first(s);
 
 	/* 2. full pass */
 	r = src_full_pass(s);

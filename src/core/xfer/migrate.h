@@ -36,11 +36,12 @@ struct xfer_dev_ops {
 	/* Source, optional: return and clear the dirty set (sorted, malloc'd). NULL = never changes. */
 	int (*sync_dirty)(struct xfer_dev *d, uint64_t **blocks, size_t *n);
 	/*
-	 * Source, optional, post-copy only: the full pass comes after the
-	 * authority, while the resumed VM waits for what it touches: put the
-	 * blocks its VMM read first (here, before the suspend) at the pass's head.
+	 * Source, optional: put the blocks its VMM read (first read first) at
+	 * the head of the full pass. Post-copy: the resumed VM waits for what
+	 * it touches. Pre-copy: the destination copies arrivals into its page
+	 * cache in that order, so the resumed VM finds its working set there.
 	 */
-	int (*postcopy_order)(struct xfer_dev *d);
+	int (*working_set_first)(struct xfer_dev *d);
 	/*
 	 * Source, optional: the blocks its VMM read, first read first (malloc'd).
 	 * The final dirty blocks go in that order after the authority: the

@@ -128,8 +128,8 @@ static int sd_next_block(struct xfer_dev *d, uint64_t *block)
 	return r < 0 ? r : 0;
 }
 
-/* The VM's working set (the blocks its VMM read, first read first) ahead of the rest. */
-static int sd_postcopy_order(struct xfer_dev *d)
+/* The VM's working set (the blocks its VMM read, first read first) at the head of the pass. */
+static int sd_working_set_first(struct xfer_dev *d)
 {
 	struct xfer_storedev *s = d->ctx;
 	struct store_volatility *v = store_device_volatility(s->sd);
@@ -224,7 +224,7 @@ static const struct xfer_dev_ops storedev_ops = {
 	.read_block = sd_read_block,
 	.zero_block = sd_zero_block,
 	.next_block = sd_next_block,
-	.postcopy_order = sd_postcopy_order,
+	.working_set_first = sd_working_set_first,
 	.read_order = sd_read_order,
 	.sync_dirty = sd_sync,
 	.have = sd_have,
