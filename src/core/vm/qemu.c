@@ -41,6 +41,7 @@ struct qemu {
 	struct qmp qmp;
 	int agent_fd;
 	int liveness_fd;
+	int memory_fd; /* the memory file, opened at the first flush and kept for the next */
 	bool have_qmp;
 	bool autostarted; /* restore ran the VM: the next resume has nothing to do */
 	char err[512]; /* last QMP error text */
@@ -241,7 +242,7 @@ static int qemu_start(struct vm *vm, bool incoming)
 
 	if (!q) {
 		q = xcalloc(1, sizeof *q);
-		q->agent_fd = q->liveness_fd = q->qmp.fd = -EBADF;
+		q->agent_fd = q->liveness_fd = q->memory_fd = q->qmp.fd = -EBADF;
 		vm->priv = q;
 	}
 	r = vm_netns_check(netns);
@@ -566,10 +567,24 @@ static int qemu_suspend(struct vm *vm, const char *path, uint64_t *size, uint64_
 	return r;
 }
 
+/*
+ * Pages QEMU dirtied through its MAP_SHARED mapping are in this file's page
+ * cache: fsync writes them back. The descriptor stays open, as an exposed
+ * file's open and close are a round trip each to the exposure's threads,
+ * and a migration flushes before every dirty cycle and in the pause.
+ */
 static int qemu_flush_memory(struct vm *vm)
 {
-	/* Pages QEMU dirtied through its MAP_SHARED mapping are in this file's page cache. */
-	return vm_fsync_path(vm->spec.memory);
+	struct qemu *q = priv(vm);
+
+	if (!q)
+		return -ENOTCONN;
+	if (q->memory_fd < 0) {
+		q->memory_fd = open(vm->spec.memory, O_RDONLY | O_CLOEXEC);
+		if (q->memory_fd < 0)
+			return -errno;
+	}
+	return fsync(q->memory_fd) < 0 ? -errno : 0;
 }
 
 static void qemu_stop(struct vm *vm)
@@ -597,6 +612,8 @@ static void qemu_stop(struct vm *vm)
 			close(q->agent_fd);
 		if (q->liveness_fd >= 0)
 			close(q->liveness_fd);
+		if (q->memory_fd >= 0)
+			close(q->memory_fd);
 		free(q);
 		vm->priv = NULL;
 	}
