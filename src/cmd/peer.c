@@ -254,6 +254,24 @@ static ssize_t peer_read(void *ctx, const char *name, void *buf, size_t len, uin
 	return i < 0 ? -ENOENT : store_device_read(xfer_storedev_store(p->devs[i]), buf, len, off);
 }
 
+/* A suspend's writes (state, stamp, record) go to the device itself, and the kernel's copy is dropped. */
+static ssize_t peer_write(void *ctx, const char *name, const void *buf, size_t len, uint64_t off)
+{
+	struct peer *p = ctx;
+	ssize_t i = peer_device(p, name);
+	struct store_device *d = i < 0 ? NULL : xfer_storedev_store(p->devs[i]);
+	ssize_t n;
+
+	if (!d)
+		return -ENOENT;
+	if (off > store_device_size(d) || len > store_device_size(d) - off)
+		return -EFBIG; /* nothing written: the device keeps what it had */
+	n = store_device_write(d, buf, len, off);
+	if (n > 0)
+		store_device_notify_changed(d, off, (uint64_t)n);
+	return n;
+}
+
 /*
  * Start the VM from the exposed devices (a destination passes WAIT: its
  * VMM starts while the migration runs and loads the state once the devices
@@ -272,6 +290,8 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 		p->vm = NULL;
 		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);
 	}
+	if (p->vm)
+		vmmig_set_writer(p->vm, peer_write, p);
 	peer_disengage(p);
 	/* Running: the source may learn it now (RESUMED), AfterResume can take a while. */
 	p->vm_resumed_ns = r == 0 ? vmmig_resumed_ns(p->vm) : 0;

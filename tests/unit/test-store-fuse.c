@@ -216,6 +216,14 @@ static void test_source(void)
 	store_device_write(devs[1], pat, BS, 7 * BS);
 	is_int(run_helper(disk, "read", 7 * BS, BS, 0x33), 0,
 	       "fuse: a separate process reads device data");
+	/* a write that bypasses the exposure: the kernel's cached copy is stale until told */
+	memset(pat, 0x44, sizeof(pat));
+	store_device_write(devs[1], pat, BS, 7 * BS);
+	is_int(run_helper(disk, "read", 7 * BS, BS, 0x33), 0,
+	       "fuse: a direct write leaves the cached pages as they were");
+	store_device_notify_changed(devs[1], 7 * BS, BS);
+	is_int(run_helper(disk, "read", 7 * BS, BS, 0x44), 0,
+	       "fuse: once notified, readers see the direct write");
 
 	/* MAP_SHARED writes by another process, then fsync from drafter */
 	store_tracker_track_all(t);

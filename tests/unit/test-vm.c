@@ -63,6 +63,29 @@ static ssize_t mem_read(void *ctx, void *buf, size_t len, uint64_t off)
 	return n;
 }
 
+/* A vm_write_fn into a file, at most LIMIT bytes of it (a device that ends there). */
+struct mem_writer {
+	const char *path;
+	uint64_t limit;
+};
+
+static ssize_t mem_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	struct mem_writer *w = ctx;
+	int fd = open(w->path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	if (off >= w->limit)
+		len = 0;
+	else if (len > w->limit - off)
+		len = (size_t)(w->limit - off);
+	n = pwrite(fd, buf, len, (off_t)off);
+	close(fd);
+	return n < 0 ? -errno : n;
+}
+
 static void test_meta(void)
 {
 	struct vm_meta m = { 0 }, back = { 0 };
@@ -235,6 +258,18 @@ static void test_stamp_and_copy(void)
 	ok(mr.calls == 1, "... in one read of the stamp (%d)", mr.calls);
 	mr.path = copy;
 	is_int(vm_memory_check_from(&meta, mem_read, &mr), -ESTALE, "the earlier stamp through a reader: refused");
+	/* A seal of a state held in memory, the stamp written with a writer (a migration's source). */
+	struct vm_meta m2 = { .machine.memory_mib = 4 };
+	struct mem_writer mw = { copy, 5 * MIB };
+	is_int(vm_seal_state("device state bytes", 18, mem_write, &mw, 4 * MIB, &m2), 0,
+	       "sealed in memory, stamped with a writer");
+	ok(m2.state_size == 18 && str_eq(m2.state_sha256, meta.state_sha256) && !str_eq(m2.snapshot_id, meta.snapshot_id),
+	   "same state hash, a new snapshot id");
+	is_int(vm_memory_check(copy, 4 * MIB, m2.snapshot_id), 0, "the writer's stamp is the one a check reads");
+	mw.limit = 4 * MIB + 10;
+	is_int(vm_seal_state("device state bytes", 18, mem_write, &mw, 4 * MIB, &m2), -EFBIG,
+	       "a memory device too short for the stamp: -EFBIG");
+	vm_meta_free(&m2);
 	fd = open(state, O_WRONLY | O_CLOEXEC);
 	ok(fd >= 0 && pwrite(fd, "X", 1, 3) == 1, "state modified");
 	close(fd);

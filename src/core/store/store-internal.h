@@ -74,9 +74,6 @@ void store_wait_delivered(struct store_wait *w, uint64_t block);
 /* How many dirty lists invalidated blocks so far. */
 uint64_t store_wait_generation(struct store_wait *w);
 
-/* Tell the exposure that [off, off+len) changed underneath it. */
-void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len);
-
 /*
  * The FUSE prefill's work list (store-fillq.c): blocks that arrive again
  * first, latest first, then first arrivals in arrival order; each queued

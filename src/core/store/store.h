@@ -317,6 +317,8 @@ int store_device_deliver(struct store_device *d, uint64_t block, const void *dat
  */
 typedef void (*store_changed_fn)(void *ctx, struct store_device *dev, uint64_t off, uint64_t len);
 void store_device_set_changed(struct store_device *d, store_changed_fn fn, void *ctx);
+/* Tell the exposure that [OFF, OFF+LEN) changed underneath it (a write that did not go through it). */
+void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len);
 /*
  * Called after a delivery wrote BLOCK, from the delivering thread (it must
  * not block). Set by the exposure.

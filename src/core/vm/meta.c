@@ -440,10 +440,28 @@ int vm_state_check(const struct vm_meta *meta, const void *state)
 	return str_eq(hex, meta->state_sha256) ? 0 : -EBADE;
 }
 
+static void stamp_record(char rec[VM_STAMP_LEN], const char *snapshot_id)
+{
+	memset(rec, 0, VM_STAMP_LEN);
+	snprintf(rec, VM_STAMP_LEN, "%s %s\n", STAMP_MAGIC, snapshot_id);
+}
+
+int vm_memory_stamp_with(vm_write_fn wr, void *ctx, uint64_t ram_bytes, const char *snapshot_id)
+{
+	char rec[VM_STAMP_LEN];
+	ssize_t n;
+
+	stamp_record(rec, snapshot_id);
+	n = wr(ctx, rec, sizeof rec, ram_bytes);
+	if (n < 0)
+		return (int)n;
+	return n == (ssize_t)sizeof rec ? 0 : -EFBIG;
+}
+
 int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_id)
 {
 	_cleanup_close_ int fd = -EBADF;
-	char rec[VM_STAMP_LEN] = { 0 };
+	char rec[VM_STAMP_LEN];
 	struct stat st;
 	ssize_t n;
 
@@ -457,7 +475,7 @@ int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_i
 	if ((uint64_t)st.st_size < vm_padded_size(ram_bytes) &&
 	    ftruncate(fd, (off_t)vm_padded_size(ram_bytes)) < 0)
 		return -errno;
-	snprintf(rec, sizeof rec, "%s %s\n", STAMP_MAGIC, snapshot_id);
+	stamp_record(rec, snapshot_id);
 	n = pwrite(fd, rec, sizeof rec, (off_t)ram_bytes);
 	if (n < 0)
 		return -errno;
@@ -470,12 +488,12 @@ int vm_memory_stamp(const char *path, uint64_t ram_bytes, const char *snapshot_i
 
 static int stamp_check(vm_read_fn rd, void *ctx, uint64_t ram_bytes, const char *snapshot_id)
 {
-	char rec[VM_STAMP_LEN] = { 0 }, want[VM_STAMP_LEN] = { 0 };
+	char rec[VM_STAMP_LEN] = { 0 }, want[VM_STAMP_LEN];
 	ssize_t n = rd(ctx, rec, sizeof rec, ram_bytes);
 
 	if (n < 0)
 		return (int)n;
-	snprintf(want, sizeof want, "%s %s\n", STAMP_MAGIC, snapshot_id);
+	stamp_record(want, snapshot_id);
 	if (n != (ssize_t)sizeof rec || memcmp(rec, want, sizeof rec) != 0)
 		return -ESTALE;
 	return 0;
@@ -588,13 +606,12 @@ int vm_fsync_path(const char *path)
 	return 0;
 }
 
-/* The rest of a seal, once the state is hashed: the record's fields and the memory's stamp. */
-static int seal_finish(uint64_t state_size, const char *memory, uint64_t ram_bytes, struct vm_meta *meta)
+/* The rest of a seal, once the state is hashed: the record's fields (the memory's stamp follows). */
+static void seal_fields(uint64_t state_size, struct vm_meta *meta)
 {
 	meta->state_size = state_size;
 	meta->created_unix = (uint64_t)time(NULL);
 	meta->has_drafter = true;
-	return vm_memory_stamp(memory, ram_bytes, meta->snapshot_id);
 }
 
 int vm_seal_snapshot(const char *state, uint64_t state_size, bool pad_state, const char *memory,
@@ -616,17 +633,21 @@ int vm_seal_snapshot(const char *state, uint64_t state_size, bool pad_state, con
 		return -errno;
 	if (fsync(fd) < 0)
 		return -errno;
-	return seal_finish(state_size, memory, ram_bytes, meta);
+	seal_fields(state_size, meta);
+	return vm_memory_stamp(memory, ram_bytes, meta->snapshot_id);
 }
 
-int vm_seal_state(const void *state, uint64_t state_size, const char *memory, uint64_t ram_bytes,
+int vm_seal_state(const void *state, uint64_t state_size, vm_write_fn stamp, void *ctx, uint64_t ram_bytes,
 		  struct vm_meta *meta)
 {
 	int r = vm_new_id(meta->snapshot_id);
 
 	if (r == 0)
 		r = sha256_buf(state, state_size, meta->state_sha256);
-	return r < 0 ? r : seal_finish(state_size, memory, ram_bytes, meta);
+	if (r < 0)
+		return r;
+	seal_fields(state_size, meta);
+	return vm_memory_stamp_with(stamp, ctx, ram_bytes, meta->snapshot_id);
 }
 
 int vm_check_snapshot(const struct vm_meta *meta, const char *state, const char *memory)

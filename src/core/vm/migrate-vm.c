@@ -41,6 +41,8 @@ struct vmmig {
 	uint64_t resumed_ns; /* realtime, when the VM last started running */
 	bool told;           /* BeforeSuspend done, the suspend comes next */
 	void *state_data;    /* destination: the state read with wait.read, fed to QEMU */
+	vmmig_write_fn write; /* optional: the devices written directly (vmmig_set_writer) */
+	void *write_ctx;
 };
 
 bool vmmig_wanted(const struct config *cfg)
@@ -341,63 +343,80 @@ int vmmig_flush(struct vmmig *m)
 	return m->vm.ops->flush_memory(&m->vm);
 }
 
+void vmmig_set_writer(struct vmmig *m, vmmig_write_fn fn, void *ctx)
+{
+	m->write = fn;
+	m->write_ctx = ctx;
+}
+
 /*
- * The saved state (SIZE bytes of the scratch file FROM) into memory, and
- * from there into the (fixed-size) state device TO: the seal hashes it
- * where it is. The device's size bounds what is read.
+ * LEN bytes at OFF of device NAME (exposed at PATH): with the writer when
+ * there is one, else through the exposed file (then fsynced). -EFBIG when
+ * the device is too small for them.
  */
-static int state_into(const char *from, const char *to, uint64_t size, void **data)
+static int dev_write(struct vmmig *m, const char *name, const char *path, const void *buf, size_t len,
+		     uint64_t off)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	int r;
+
+	if (m->write) {
+		ssize_t n = m->write(m->write_ctx, name, buf, len, off);
+		return n < 0 ? (int)n : (size_t)n < len ? -EFBIG : 0;
+	}
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < off + len)
+		return -EFBIG;
+	r = pwrite_all(fd, buf, len, off);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	return r;
+}
+
+/* The memory's stamp, for vm_seal_state. */
+static ssize_t stamp_write(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	struct vmmig *m = arg;
+	int r = dev_write(m, "memory", m->memory, buf, len, off);
+
+	return r < 0 ? r : (ssize_t)len;
+}
+
+/*
+ * The saved state (SIZE bytes of the scratch file FROM, what the VMM
+ * saved) into memory, and from there into the (fixed-size) state device:
+ * the seal hashes it where it is. -EFBIG when the device is too small.
+ */
+static int state_into(struct vmmig *m, const char *from, uint64_t size, void **data)
 {
 	_cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int outfd = -EBADF;
 	_cleanup_free_ void *buf = NULL;
-	struct stat st;
 	int r;
 
 	if (in < 0)
 		return -errno;
-	outfd = open(to, O_WRONLY | O_CLOEXEC);
-	if (outfd < 0)
-		return -errno;
-	if (fstat(outfd, &st) < 0)
-		return -errno;
-	if ((uint64_t)st.st_size < size)
-		return -EFBIG;
 	buf = xcalloc(1, size ? (size_t)size : 1);
 	r = pread_exact(in, buf, (size_t)size, 0);
 	if (r == 0)
-		r = pwrite_all(outfd, buf, (size_t)size, 0);
-	if (r == 0 && fsync(outfd) < 0)
-		r = -errno;
+		r = dev_write(m, "state", m->state, buf, (size_t)size, 0);
 	if (r == 0)
 		*data = TAKE_PTR(buf);
 	return r;
 }
 
 /* The snapshot record goes into the config device in place, NUL-terminated (the parser stops there). */
-static int write_config(const char *path, const struct vm_meta *meta)
+static int write_config(struct vmmig *m, const struct vm_meta *meta)
 {
 	_cleanup_free_ char *json = vm_meta_to_json(meta);
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
-	struct stat st;
-	size_t len;
 
 	if (!json)
 		return -ENOMEM;
-	if (fd < 0)
-		return -errno;
-	len = strlen(json) + 1;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if ((uint64_t)st.st_size < len)
-		return -EFBIG;
-	for (size_t done = 0; done < len;) {
-		ssize_t w = pwrite(fd, json + done, len - done, (off_t)done);
-		if (w < 0)
-			return -errno;
-		done += (size_t)w;
-	}
-	return fsync(fd) < 0 ? -errno : 0;
+	return dev_write(m, "config", m->config, json, strlen(json) + 1, 0);
 }
 
 int vmmig_before_suspend(struct vmmig *m, char *err, size_t errlen)
@@ -485,7 +504,7 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 		vm_err(m, r, err, errlen);
 		goto out;
 	}
-	r = state_into(tmp, m->state, size, &state);
+	r = state_into(m, tmp, size, &state);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot write the VM state into '%s': %s", m->state,
 			 r == -EFBIG ? "the state device is too small" : strerror(-r));
@@ -497,9 +516,9 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 		goto out;
 	}
 	vm_machine_copy(&meta.machine, &m->meta.machine);
-	r = vm_seal_state(state, size, m->memory, (uint64_t)meta.machine.memory_mib * MIB, &meta);
+	r = vm_seal_state(state, size, stamp_write, m, (uint64_t)meta.machine.memory_mib * MIB, &meta);
 	if (r == 0)
-		r = write_config(m->config, &meta);
+		r = write_config(m, &meta);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot seal the snapshot: %s", strerror(-r));
 		goto out;

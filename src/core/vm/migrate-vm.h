@@ -70,6 +70,19 @@ void vmmig_first_ranges(const struct vmmig *m, vmmig_range_fn fn, void *ctx);
  */
 int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sigfd, const struct vmmig_wait *wait,
 		struct vmmig **out, char *err, size_t errlen);
+/*
+ * Write LEN bytes at OFF of device NAME directly, not through its exposure
+ * (whose cached pages of that range the writer drops); LEN or -errno,
+ * -EFBIG with nothing written when the device is too small for them.
+ */
+typedef ssize_t (*vmmig_write_fn)(void *ctx, const char *name, const void *buf, size_t len, uint64_t off);
+/*
+ * From now on a suspend writes the state, the memory's stamp and the
+ * snapshot record with FN: in the pause, each write through the exposure
+ * was a round trip to its threads or several (open, size, write, flush,
+ * close), each waiting for a core.
+ */
+void vmmig_set_writer(struct vmmig *m, vmmig_write_fn fn, void *ctx);
 /* The guest agent's AfterResume, with the original's retries within the resume timeout. */
 int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen);
 /* Write guest RAM back to the memory device (before a dirty cycle). */

@@ -102,6 +102,10 @@ int vm_memory_check(const char *path, uint64_t ram_bytes, const char *snapshot_i
  * bytes at OFF into BUF; the bytes read (fewer only at the end) or -errno.
  */
 typedef ssize_t (*vm_read_fn)(void *ctx, void *buf, size_t len, uint64_t off);
+/* Writing a device without going through its exposure: the bytes written or -errno. */
+typedef ssize_t (*vm_write_fn)(void *ctx, const void *buf, size_t len, uint64_t off);
+/* vm_memory_stamp with a writer: -EFBIG when the record does not fit. */
+int vm_memory_stamp_with(vm_write_fn wr, void *ctx, uint64_t ram_bytes, const char *snapshot_id);
 /* vm_meta_read with a reader. */
 int vm_meta_read_from(vm_read_fn rd, void *ctx, struct vm_meta *meta);
 /*
@@ -121,8 +125,8 @@ int vm_memory_check_from(const struct vm_meta *meta, vm_read_fn rd, void *ctx);
  */
 int vm_seal_snapshot(const char *state, uint64_t state_size, bool pad_state, const char *memory,
 		     uint64_t ram_bytes, struct vm_meta *meta);
-/* The same for a state held in memory, which the caller writes where it goes. */
-int vm_seal_state(const void *state, uint64_t state_size, const char *memory, uint64_t ram_bytes,
+/* The same for a state held in memory, which the caller writes where it goes; STAMP writes the memory. */
+int vm_seal_state(const void *state, uint64_t state_size, vm_write_fn stamp, void *ctx, uint64_t ram_bytes,
 		  struct vm_meta *meta);
 /* Does the VMM of M read only the recorded bytes of the state (so padding is harmless)? */
 bool vm_state_paddable(const struct vm_machine *m);
