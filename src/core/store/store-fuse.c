@@ -203,19 +203,42 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+/*
+ * A worker's read buffer, kept for its next read (requests are handled in
+ * the worker threads only). A VMM's page fault reads up to 1 MiB, and an
+ * allocation that size made afresh each time was a new mapping whose pages
+ * fault in zeroed, each fault taking the process's mmap lock, which the
+ * other workers' faults and mappings then waited for (perf sched, in a
+ * migration's pause).
+ */
+static __thread char *read_buf;
+static __thread size_t read_cap;
+
+static char *worker_read_buf(size_t size)
+{
+	if (size > read_cap) {
+		free(read_buf);
+		read_cap = 0;
+		read_buf = malloc(size);
+		if (read_buf)
+			read_cap = size;
+	}
+	return read_buf;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	struct fuse_state *s = fuse_req_userdata(req);
 	struct store_device *d = dev_of(s, ino);
-	_cleanup_free_ char *buf = NULL;
+	char *buf;
 
 	(void)fi;
 	if (!d) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	buf = malloc(size ? size : 1);
+	buf = worker_read_buf(size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -412,6 +435,9 @@ static void *worker(void *arg)
 		fuse_session_process_buf(s->se, &fbuf);
 	}
 	free(fbuf.mem);
+	free(read_buf);
+	read_buf = NULL;
+	read_cap = 0;
 	if (ep >= 0)
 		close(ep);
 	return NULL;
