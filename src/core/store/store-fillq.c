@@ -24,7 +24,7 @@
 
 int store_fillq_init(struct store_fillq *q, size_t cap, size_t ndev)
 {
-	*q = (struct store_fillq){ 0 };
+	*q = (struct store_fillq){0};
 	q->ring = calloc(cap ? cap : 1, sizeof(*q->ring));
 	q->pending = calloc(ndev ? ndev : 1, sizeof(*q->pending));
 	q->seen = calloc(ndev ? ndev : 1, sizeof(*q->seen));
@@ -53,7 +53,7 @@ int store_fillq_add_device(struct store_fillq *q, uint32_t dev, uint64_t nblocks
 
 void store_fillq_push(struct store_fillq *q, uint32_t dev, uint64_t block)
 {
-	struct store_fillq_item it = { dev, block };
+	struct store_fillq_item it = {dev, block};
 	bool again;
 
 	if (dev >= q->ndev || !q->pending[dev].words || block >= q->pending[dev].nbits || !q->cap)
@@ -100,5 +100,5 @@ void store_fillq_free(struct store_fillq *q)
 	free(q->pending);
 	free(q->seen);
 	free(q->ring);
-	*q = (struct store_fillq){ 0 };
+	*q = (struct store_fillq){0};
 }
