@@ -181,8 +181,9 @@ static void peer_release(struct peer *p)
 }
 
 /*
- * The VM runs here: what was held goes to it, and the hold stays prepared
- * (nothing is diverted) for a migration away, or until the peer exits.
+ * The VM runs here (or loads, and runs next): what was held goes to it, and
+ * the hold stays prepared (nothing is diverted) for a migration away, or
+ * until the peer exits. Again once disengaged: nothing to do.
  * Taking it down now would cost CPU that the resumed VM needs. The guest's
  * MAC goes in the neighbour table, so the packets need no address
  * resolution first.
@@ -221,13 +222,18 @@ static int peer_wait_authority(void *ctx)
  * Destination: the VM loads next. Guest memory stops being copied into the
  * page cache only now, so the final dirty blocks that arrive while the
  * snapshot is checked are copied too (the VM touches them first); after
- * this a copy could overwrite what the VM writes.
+ * this a copy could overwrite what the VM writes. The held packets go now:
+ * they wait in the TAP's queue, which the VMM reads once the guest runs,
+ * so they are there at its resume rather than after the restore returned
+ * (about 2.5 ms later, where a client's SYN sent just before the resume
+ * could miss its connect timeout).
  */
 static void peer_settle(void *ctx)
 {
 	struct peer *p = ctx;
 
 	store_expose_prefill_stop(p->expose);
+	peer_disengage(p);
 }
 
 /* Destination: ask now for the missing blocks of LEN bytes at OFF of device NAME. */
