@@ -99,6 +99,14 @@ static ssize_t peer_device(const struct peer *p, const char *name)
 	return -1;
 }
 
+/* The store device named NAME, or NULL. */
+static struct store_device *peer_store(const struct peer *p, const char *name)
+{
+	ssize_t i = peer_device(p, name);
+
+	return i < 0 ? NULL : xfer_storedev_store(p->devs[i]);
+}
+
 static const char *peer_path(void *ctx, const char *name)
 {
 	struct peer *p = ctx;
@@ -240,8 +248,7 @@ static void peer_settle(void *ctx)
 static void peer_prefetch(void *ctx, const char *name, uint64_t off, uint64_t len)
 {
 	struct peer *p = ctx;
-	ssize_t i = peer_device(p, name);
-	struct store_device *d = i < 0 ? NULL : xfer_storedev_store(p->devs[i]);
+	struct store_device *d = peer_store(p, name);
 	struct store_wait *w = d ? store_device_wait(d) : NULL;
 
 	if (!w || !len || off >= store_device_size(d))
@@ -255,17 +262,16 @@ static void peer_prefetch(void *ctx, const char *name, uint64_t off, uint64_t le
 static ssize_t peer_read(void *ctx, const char *name, void *buf, size_t len, uint64_t off)
 {
 	struct peer *p = ctx;
-	ssize_t i = peer_device(p, name);
+	struct store_device *d = peer_store(p, name);
 
-	return i < 0 ? -ENOENT : store_device_read(xfer_storedev_store(p->devs[i]), buf, len, off);
+	return d ? store_device_read(d, buf, len, off) : -ENOENT;
 }
 
 /* A suspend's writes (state, stamp, record) go to the device itself, and the kernel's copy is dropped. */
 static ssize_t peer_write(void *ctx, const char *name, const void *buf, size_t len, uint64_t off)
 {
 	struct peer *p = ctx;
-	ssize_t i = peer_device(p, name);
-	struct store_device *d = i < 0 ? NULL : xfer_storedev_store(p->devs[i]);
+	struct store_device *d = peer_store(p, name);
 	ssize_t n;
 
 	if (!d)
