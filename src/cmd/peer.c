@@ -191,7 +191,7 @@ static void peer_release(struct peer *p)
 /*
  * The VM runs here (or loads, and runs next): what was held goes to it, and
  * the hold stays prepared (nothing is diverted) for a migration away, or
- * until the peer exits. Again once disengaged: nothing to do.
+ * until the peer exits.
  * Taking it down now would cost CPU that the resumed VM needs. The guest's
  * MAC goes in the neighbour table, so the packets need no address
  * resolution first.
@@ -297,14 +297,16 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 	if (r < 0 && wait && peer_wait_authority(p) == 0) {
 		/* e.g. the TAP still taken by a VM the source stops at the handover, or another machine */
 		log_debug("cannot start the VMM ahead of the handover (%s): starting it now", p->vm_err);
-		peer_settle(p);
+		store_expose_prefill_stop(p->expose);
 		vmmig_free(p->vm);
 		p->vm = NULL;
 		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);
+		peer_disengage(p); /* with the MAC of the machine started now */
+	} else if (r < 0) {
+		peer_disengage(p); /* a VM started with WAIT that ran was released at its settle */
 	}
 	if (p->vm)
 		vmmig_set_writer(p->vm, peer_write, p);
-	peer_disengage(p);
 	/* Running: the source may learn it now (RESUMED), AfterResume can take a while. */
 	p->vm_resumed_ns = r == 0 ? vmmig_resumed_ns(p->vm) : 0;
 	peer_signal(p, &p->vm_start_done);
