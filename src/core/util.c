@@ -5,11 +5,15 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -383,4 +387,27 @@ int thread_lower_priority(int nice)
 	if (now >= nice)
 		return 0;
 	return setpriority(PRIO_PROCESS, tid, nice) < 0 ? -errno : 0;
+}
+
+int process_to_idle(pid_t pid)
+{
+	struct sched_param idle = { 0 };
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long tid = strtol(e->d_name, &end, 10);
+		/* a thread that exited meanwhile is no error */
+		if (*end == 0 && tid > 0 && sched_setscheduler((pid_t)tid, SCHED_IDLE, &idle) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }

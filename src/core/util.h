@@ -111,5 +111,11 @@ int random_bytes(void *buf, size_t len);
  * happens when it is already that low. 0 or -errno.
  */
 int thread_lower_priority(int nice);
+/*
+ * Move every thread of process PID to SCHED_IDLE: it then runs only on a
+ * core nothing else wants. The number of threads moved, or -errno when PID's
+ * threads cannot be listed.
+ */
+int process_to_idle(pid_t pid);
 
 #endif

@@ -6,9 +6,11 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <netlink/errno.h>
@@ -346,6 +349,52 @@ static void test_thread_priority(void)
 	is_int(thread_nice(), before, "the other threads keep theirs");
 }
 
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* A child of two threads, all moved to SCHED_IDLE; then one that is gone. */
+static void test_process_to_idle(void)
+{
+	char path[64], c = 0;
+	int p[2], idle = 0, threads = 0;
+	pid_t pid;
+
+	if (pipe(p) < 0) {
+		skip("no pipe");
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sleeper, NULL) != 0)
+			_exit(1);
+		(void)write_all(p[1], "r", 1);
+		sleeper(NULL);
+	}
+	close(p[1]);
+	ok(pid > 0 && read(p[0], &c, 1) == 1, "a child with a second thread runs");
+	close(p[0]);
+	is_int(process_to_idle(pid), 2, "process_to_idle moves both threads");
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.') {
+			threads++;
+			idle += sched_getscheduler(atoi(e->d_name)) == SCHED_IDLE;
+		}
+	if (d)
+		closedir(d);
+	is_int(idle, threads, "every thread of the child is SCHED_IDLE");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	is_int(process_to_idle(pid), -ENOENT, "a process that is gone: -ENOENT");
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -363,6 +412,7 @@ int main(void)
 	test_stop_signals();
 	test_nlerr();
 	test_thread_priority();
+	test_process_to_idle();
 	rmdir(tmpdir);
 	return done_testing();
 }

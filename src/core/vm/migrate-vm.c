@@ -545,10 +545,19 @@ int vmmig_resume(struct vmmig *m, char *err, size_t errlen)
 	return r;
 }
 
+/*
+ * The VMM's exit (unmapping guest memory, closing its TAP) costs 2-4 ms of
+ * CPU, and a halt comes at the handover, while the destination loads and
+ * resumes the VM: at SCHED_IDLE it runs on a core nothing else wants.
+ * bench/migrate, alternating rounds: with it, the exit's samples in the
+ * pause went from 9-15 to 1-5 and own downtime 6.7-7.2 ms against 7.6-24 ms.
+ */
 void vmmig_halt(struct vmmig *m)
 {
-	if (m && m->started && m->vm.pid > 0 && m->vm.pidfd >= 0)
+	if (m && m->started && m->vm.pid > 0 && m->vm.pidfd >= 0) {
+		(void)process_to_idle(m->vm.pid);
 		(void)syscall(SYS_pidfd_send_signal, m->vm.pidfd, SIGKILL, NULL, 0);
+	}
 }
 
 void vmmig_stop(struct vmmig *m)

@@ -106,7 +106,8 @@ int vmmig_resume(struct vmmig *m, char *err, size_t errlen);
 void vmmig_stop(struct vmmig *m);
 /*
  * Kill the VMM of a VM saved into its devices without waiting for it to go
- * (it holds nothing that is not on the devices); vmmig_stop reaps it.
+ * (it holds nothing that is not on the devices), its threads first moved to
+ * SCHED_IDLE so that its exit waits for a free core; vmmig_stop reaps it.
  */
 void vmmig_halt(struct vmmig *m);
 /* Realtime ns when the VM last started running (restore or resume), 0: never. */
