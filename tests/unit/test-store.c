@@ -92,6 +92,39 @@ static void test_file(void)
 	       "file: a size mismatch is refused");
 }
 
+/* Large reads skip holes (SEEK_DATA): data, holes and a file that shrank read as they should. */
+static void test_file_holes(void)
+{
+	const size_t mib = 1u << 20;
+	const char *f = path_in("holes");
+	struct store_provider *p = NULL;
+	_cleanup_free_ unsigned char *want = calloc(1, 2 * mib), *buf = malloc(2 * mib);
+
+	is_int(store_file_open(f, STORE_FILE_CREATE, 2 * mib, &p), 0, "holes: a 2 MiB sparse file");
+	fill(want + 300 * 1024, 4096, 2);
+	fill(want + mib + 10 * 1024, 64 * 1024, 3);
+	fill(want + 2 * mib - 4096, 4096, 4);
+	ok(store_write_at(p, want + 300 * 1024, 4096, 300 * 1024) == 4096 &&
+	   store_write_at(p, want + mib + 10 * 1024, 64 * 1024, mib + 10 * 1024) == 64 * 1024 &&
+	   store_write_at(p, want + 2 * mib - 4096, 4096, 2 * mib - 4096) == 4096,
+	   "holes: data at 300 KiB, 1 MiB + 10 KiB and in the last page");
+	memset(buf, 0xee, 2 * mib);
+	is_int(store_read_at(p, buf, 2 * mib, 0), (long long)(2 * mib), "holes: read all 2 MiB");
+	ok(memcmp(buf, want, 2 * mib) == 0, "holes: data where written, zeros between");
+	memset(buf, 0xee, 2 * mib);
+	is_int(store_read_at(p, buf, mib, 512 * 1024), (long long)mib, "holes: read 1 MiB from 512 KiB");
+	ok(memcmp(buf, want + 512 * 1024, mib) == 0, "holes: starting in a hole, ending in one");
+	memset(buf, 0xee, 2 * mib);
+	is_int(store_read_at(p, buf, 512 * 1024, 1536 * 1024), 512 * 1024, "holes: read the last 512 KiB");
+	ok(memcmp(buf, want + 1536 * 1024, 512 * 1024) == 0, "holes: ending with data");
+	ok(truncate(f, mib) == 0, "holes: the file shrinks to 1 MiB underneath");
+	memset(buf, 0xee, 2 * mib);
+	is_int(store_read_at(p, buf, 2 * mib, 0), (long long)(2 * mib), "holes: a read still returns the device size");
+	memset(want + mib, 0, mib);
+	ok(memcmp(buf, want, 2 * mib) == 0, "holes: what the file lost reads as zeros");
+	store_close(p);
+}
+
 static void test_overlay(void)
 {
 	const char *basef = path_in("base"), *ovf = path_in("overlay"), *stf = path_in("state");
@@ -1067,6 +1100,7 @@ int main(void)
 		return 1;
 	}
 	test_file();
+	test_file_holes();
 	test_overlay();
 	test_tracker();
 	test_volatility();
