@@ -669,6 +669,37 @@ static void test_wait_partial(void)
 	store_device_free(d);
 }
 
+/* The prefill's copies (read_present) of blocks delivered as zeros over a hole, then written. */
+static void test_wait_holes(void)
+{
+	struct store_provider *f = NULL;
+	struct store_device *d = NULL;
+	unsigned char zero[BS] = {0}, blk[BS], out[BS];
+	uint64_t gen, inv[] = {0};
+
+	store_file_open(path_in("dest4"), STORE_FILE_CREATE, 2 * BS, &f);
+	struct store_device_opts o = {.name = "memory", .block_size = BS, .destination = true};
+	is_int(store_device_new(&o, f, &d), 0, "prefill holes: destination device");
+	struct store_wait *w = store_device_wait(d);
+	is_int(store_device_read_present(d, 0, out, &gen), -EAGAIN, "prefill holes: a missing block is not copied");
+	ok(store_device_deliver(d, 0, zero, BS) == 1 && store_device_deliver(d, 1, zero, BS) == 1,
+	   "prefill holes: zeros delivered for both blocks");
+	memset(out, 0xee, BS);
+	is_int(store_device_read_present(d, 0, out, &gen), BS, "prefill holes: a delivered hole is copied");
+	ok(mem_is_zero(out, BS), "prefill holes: ... as zeros");
+	store_wait_invalidate(w, inv, 1);
+	fill(blk, BS, 12);
+	is_int(store_device_deliver(d, 0, blk, BS), 1, "prefill holes: data delivered where the hole was");
+	store_device_read_present(d, 0, out, &gen);
+	ok(memcmp(out, blk, BS) == 0, "prefill holes: the copy is that data, not zeros");
+	fill(blk, 10, 13);
+	is_int(store_device_write(d, blk, 10, BS + 100), 10, "prefill holes: a local write into the other hole");
+	store_device_read_present(d, 1, out, &gen);
+	ok(memcmp(out + 100, blk, 10) == 0 && mem_is_zero(out, 100) && mem_is_zero(out + 110, BS - 110),
+	   "prefill holes: the copy has the written bytes");
+	store_device_free(d);
+}
+
 static void test_stack(void)
 {
 	struct store_provider *p = NULL;
@@ -1106,6 +1137,7 @@ int main(void)
 	test_volatility();
 	test_wait();
 	test_wait_partial();
+	test_wait_holes();
 	test_wait_late_callback();
 	test_wait_stress();
 	test_device_misc();

@@ -37,6 +37,12 @@ struct store_device {
 	 */
 	pthread_rwlock_t stripes[STORE_STRIPES];
 	/*
+	 * Destination only: the blocks delivered as zeros over a hole of the
+	 * file (nothing was written), which read as zeros without reading the
+	 * file. Bits change under the block's stripe, words with atomic ops.
+	 */
+	struct store_bitmap holes;
+	/*
 	 * The blocks in the order the exposure first read them: what the VMM
 	 * reads once and then finds in its page cache, its working set.
 	 */
