@@ -41,10 +41,10 @@ static struct file_provider *to_file(struct store_provider *p)
 /*
  * Reads this large or larger skip the file's holes: SEEK_DATA and SEEK_HOLE
  * find them and zeros are written for them, instead of the kernel filling a
- * page cache page with zeros for each and copying it out. A destination's
- * guest memory is mostly holes (blocks of zeros are not written), and a
- * fault in it reads 1 MiB at a time (QEMU advises huge pages, so the kernel
- * reads 4 MiB around each fault).
+ * page cache page with zeros for each and copying it out. A guest's memory
+ * file is mostly holes (a package's; a destination's, where blocks of zeros
+ * are not written), and a fault in it reads 1 MiB at a time (QEMU advises
+ * huge pages, so the kernel reads 4 MiB around each fault).
  */
 #define HOLE_AWARE_READ (256u << 10)
 
