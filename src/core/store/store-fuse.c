@@ -653,10 +653,9 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 		 * looked the file up, which the VMM does when it starts, 60-90 ms
 		 * into a migration in bench/migrate: the first blocks to arrive
 		 * were never copied, and they are the working set the source sends
-		 * first (what its VMM read first, which a VMM's load reads
-		 * again). The file held open from here keeps
-		 * its inode known. (The caller is not a FUSE worker: the workers
-		 * answer this open.)
+		 * first (what its VMM read first, which a VMM's load reads again).
+		 * The file held open from here keeps its inode known. (The caller
+		 * is not a FUSE worker: the workers answer this open.)
 		 */
 		if (s->held[i] < 0)
 			s->held[i] = open(store_expose_path(e, i), O_RDONLY | O_CLOEXEC);
