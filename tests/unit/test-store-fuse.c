@@ -418,6 +418,66 @@ static void test_destination(void)
 	close(rq.efd);
 }
 
+struct inval_arg {
+	struct store_wait *w;
+	uint64_t blocks[2];
+	int done; /* atomic */
+};
+
+static void *inval_thread(void *arg)
+{
+	struct inval_arg *a = arg;
+
+	(void)store_wait_invalidate(a->w, a->blocks, 2);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * A dirty list for blocks that a reader is waiting for (its read holds the
+ * kernel's pages of them locked): the thread that applies the list also
+ * delivers the blocks, so it must not wait for that reader.
+ */
+static void test_dest_inval_pending(void)
+{
+	struct store_device *d = make_dev("memory2", true);
+	struct store_expose *e = NULL;
+	struct reqs rq = {.lock = PTHREAD_MUTEX_INITIALIZER, .efd = eventfd(0, EFD_CLOEXEC)};
+	char mdir[600];
+	unsigned char blk[BS];
+
+	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
+	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .mount_dir = mdir, .instance = "dest2"};
+	if (!ok(store_expose_new(&o, &d, 1, &e) == 0, "fuse dest inval: expose a destination device")) {
+		store_device_free(d);
+		return;
+	}
+	store_wait_set_request(store_device_wait(d), on_request, &rq);
+	char *mem = strdup(store_expose_path(e, 0));
+	pid_t pid = spawn_helper(mem, "read", 12 * BS + 100, 1000, 0x55);
+	ok(request_or_exit(&rq, pid), "fuse dest inval: a reader waits for missing block 12");
+	struct inval_arg a = {.w = store_device_wait(d), .blocks = {12, 13}};
+	pthread_t th;
+	pthread_create(&th, NULL, inval_thread, &a);
+	bool quick = false;
+	for (int i = 0; i < 200 && !quick; i++) {
+		quick = __atomic_load_n(&a.done, __ATOMIC_ACQUIRE);
+		if (!quick)
+			usleep(10000);
+	}
+	ok(quick, "fuse dest inval: a dirty list for blocks a reader waits for does not wait for it");
+	for (uint64_t b = 0; b < NB; b++) {
+		memset(blk, b == 12 ? 0x55 : 0, BS);
+		store_device_deliver(d, b, blk, BS);
+	}
+	pthread_join(th, NULL);
+	is_int(wait_helper(pid), 0, "fuse dest inval: the reader gets the block delivered after the list");
+	store_expose_free(e);
+	free(mem);
+	store_device_free(d);
+	close(rq.efd);
+}
+
 static void test_errors_and_stale(void)
 {
 	struct store_device *d = make_dev("memory", false);
@@ -540,6 +600,7 @@ int main(void)
 	test_source();
 	test_writeback();
 	test_destination();
+	test_dest_inval_pending();
 	test_errors_and_stale();
 	(void)!system(cmd);
 	return done_testing();

@@ -264,6 +264,20 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 	for (size_t i = 0; i < n; i++)
 		if (blocks[i] >= w->nblocks)
 			return -ERANGE;
+	/*
+	 * Only the blocks that were here go missing, and only their cached
+	 * pages are dropped. A block that was not here has no pages but those
+	 * of a reader waiting for it, which hold the kernel's page locks until
+	 * the block comes; dropping them would wait for that reader, and the
+	 * caller (the session that delivers the blocks) would wait for
+	 * itself: a destination hung so, unkillable, in bench/migrate's
+	 * post-copy. A block written here keeps its pages: they are newer
+	 * than the list.
+	 */
+	_cleanup_free_ uint64_t *gone = malloc((n ? n : 1) * sizeof(*gone));
+	size_t ngone = 0;
+	if (!gone)
+		return -ENOMEM;
 	pthread_mutex_lock(&w->lock);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t b = blocks[i];
@@ -271,6 +285,7 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 			continue;
 		make_missing(w, b);
 		store_bitmap_clear(&w->requested, b);
+		gone[ngone++] = b;
 	}
 	/* before the pages go: a copy into them made earlier is known to be old */
 	__atomic_add_fetch(&w->gen, 1, __ATOMIC_SEQ_CST);
@@ -278,13 +293,12 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 	/* pages cached from the old contents must go */
 	struct store_device *d = w->dev;
 	/* one call per run of consecutive blocks (dirty lists are sorted) */
-	for (size_t i = 0; i < n;) {
+	for (size_t i = 0; i < ngone;) {
 		size_t j = i + 1;
-		while (j < n && blocks[j] == blocks[j - 1] + 1)
+		while (j < ngone && gone[j] == gone[j - 1] + 1)
 			j++;
-		uint64_t off = blocks[i] << d->block_shift;
-		uint64_t end =
-		    (blocks[j - 1] << d->block_shift) + store_device_block_len(d, blocks[j - 1]);
+		uint64_t off = gone[i] << d->block_shift;
+		uint64_t end = (gone[j - 1] << d->block_shift) + store_device_block_len(d, gone[j - 1]);
 		store_device_notify_changed(d, off, end - off);
 		i = j;
 	}
