@@ -356,66 +356,91 @@ static bool request_or_exit(struct reqs *r, pid_t pid)
 	return false;
 }
 
-static void test_destination(void)
+/* D exposed through FUSE as INSTANCE under the test's mount dir; NULL (D freed) on failure. */
+static struct store_expose *expose_dest(struct store_device *d, const char *instance, const char *what)
 {
-	struct store_device *d = make_dev("memory", true);
 	struct store_expose *e = NULL;
-	struct reqs rq = {.lock = PTHREAD_MUTEX_INITIALIZER, .efd = eventfd(0, EFD_CLOEXEC)};
 	char mdir[600];
-	unsigned char blk[BS];
 
 	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
-	struct store_expose_opts o = {
-	    .kind = STORE_EXPOSE_FUSE, .mount_dir = mdir, .instance = "dest"};
-	if (!ok(store_expose_new(&o, &d, 1, &e) == 0, "fuse dest: expose a destination device")) {
+	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .mount_dir = mdir, .instance = instance};
+	if (!ok(store_expose_new(&o, &d, 1, &e) == 0, "%s: expose a destination device", what)) {
 		store_device_free(d);
-		return;
+		return NULL;
 	}
-	store_wait_set_request(store_device_wait(d), on_request, &rq);
-	char *mem = strdup(store_expose_path(e, 0));
-	pid_t pid = spawn_helper(mem, "read", 12 * BS + 100, 1000, 0x77);
-	bool asked = request_or_exit(&rq, pid);
-	pthread_mutex_lock(&rq.lock);
-	uint64_t last = rq.last;
-	pthread_mutex_unlock(&rq.lock);
+	return e;
+}
+
+/* A destination device exposed through FUSE, its requests counted in RQ, its file at MEM. */
+struct dest_fix {
+	struct store_device *d;
+	struct store_expose *e;
+	struct reqs rq;
+	char *mem;
+};
+
+static bool dest_setup(struct dest_fix *f, const char *name, const char *instance, const char *what)
+{
+	f->d = make_dev(name, true);
+	f->e = expose_dest(f->d, instance, what);
+	if (!f->e)
+		return false;
+	f->rq = (struct reqs){.lock = PTHREAD_MUTEX_INITIALIZER, .efd = eventfd(0, EFD_CLOEXEC)};
+	store_wait_set_request(store_device_wait(f->d), on_request, &f->rq);
+	f->mem = strdup(store_expose_path(f->e, 0));
+	return true;
+}
+
+static void test_destination(void)
+{
+	struct dest_fix f;
+	unsigned char blk[BS];
+
+	if (!dest_setup(&f, "memory", "dest", "fuse dest"))
+		return;
+	pid_t pid = spawn_helper(f.mem, "read", 12 * BS + 100, 1000, 0x77);
+	bool asked = request_or_exit(&f.rq, pid);
+	pthread_mutex_lock(&f.rq.lock);
+	uint64_t last = f.rq.last;
+	pthread_mutex_unlock(&f.rq.lock);
 	ok(asked && last >= 12, "fuse dest: the reader's access asks for the missing block (%llu)",
 	   (unsigned long long)last);
 	/* the kernel may read ahead: deliver whatever it asks for, block 12 with 0x77 */
 	for (uint64_t b = 0; b < NB; b++) {
 		memset(blk, b == 12 ? 0x77 : 0, BS);
-		store_device_deliver(d, b, blk, BS);
+		store_device_deliver(f.d, b, blk, BS);
 	}
 	is_int(wait_helper(pid), 0, "fuse dest: the reader resumes with the delivered data");
 
 	/* block 12 is in the page cache now; a dirty list must not leave it stale */
 	uint64_t inv[] = {12, 20};
-	is_int(store_wait_invalidate(store_device_wait(d), inv, 2), 0,
+	is_int(store_wait_invalidate(store_device_wait(f.d), inv, 2), 0,
 	       "fuse dest: invalidate cached blocks 12 and 20");
 	/* drain requests the read-ahead of the first reader may have left */
 	uint64_t v;
-	int fl = fcntl(rq.efd, F_GETFL);
-	fcntl(rq.efd, F_SETFL, fl | O_NONBLOCK);
-	(void)!read(rq.efd, &v, sizeof(v));
-	fcntl(rq.efd, F_SETFL, fl);
-	pid = spawn_helper(mem, "read", 12 * BS + 100, 1000, 0x99);
-	ok(request_or_exit(&rq, pid), "fuse dest: reading an invalidated block asks for it again");
+	int fl = fcntl(f.rq.efd, F_GETFL);
+	fcntl(f.rq.efd, F_SETFL, fl | O_NONBLOCK);
+	(void)!read(f.rq.efd, &v, sizeof(v));
+	fcntl(f.rq.efd, F_SETFL, fl);
+	pid = spawn_helper(f.mem, "read", 12 * BS + 100, 1000, 0x99);
+	ok(request_or_exit(&f.rq, pid), "fuse dest: reading an invalidated block asks for it again");
 	memset(blk, 0x99, BS);
-	store_device_deliver(d, 12, blk, BS);
+	store_device_deliver(f.d, 12, blk, BS);
 	is_int(wait_helper(pid), 0,
 	       "fuse dest: a reader waits for and sees the re-sent version, not cached pages");
 
-	store_wait_fail(store_device_wait(d), -EIO);
-	is_int(run_helper(mem, "read", 20 * BS, 10, 0), 2,
+	store_wait_fail(store_device_wait(f.d), -EIO);
+	is_int(run_helper(f.mem, "read", 20 * BS, 10, 0), 2,
 	       "fuse dest: after a failure a missing block reads as EIO");
-	is_int(run_helper(mem, "read", 12 * BS + 100, 1000, 0x99), 0,
+	is_int(run_helper(f.mem, "read", 12 * BS + 100, 1000, 0x99), 0,
 	       "fuse dest: present blocks still read");
-	const char *mnt = strdup(store_expose_mountpoint(e));
-	store_expose_free(e);
+	const char *mnt = strdup(store_expose_mountpoint(f.e));
+	store_expose_free(f.e);
 	ok(!mounted(mnt), "fuse dest: unmounted");
 	free((void *)mnt);
-	free(mem);
-	store_device_free(d);
-	close(rq.efd);
+	free(f.mem);
+	store_device_free(f.d);
+	close(f.rq.efd);
 }
 
 struct inval_arg {
@@ -440,23 +465,14 @@ static void *inval_thread(void *arg)
  */
 static void test_dest_inval_pending(void)
 {
-	struct store_device *d = make_dev("memory2", true);
-	struct store_expose *e = NULL;
-	struct reqs rq = {.lock = PTHREAD_MUTEX_INITIALIZER, .efd = eventfd(0, EFD_CLOEXEC)};
-	char mdir[600];
+	struct dest_fix f;
 	unsigned char blk[BS];
 
-	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
-	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .mount_dir = mdir, .instance = "dest2"};
-	if (!ok(store_expose_new(&o, &d, 1, &e) == 0, "fuse dest inval: expose a destination device")) {
-		store_device_free(d);
+	if (!dest_setup(&f, "memory2", "dest2", "fuse dest inval"))
 		return;
-	}
-	store_wait_set_request(store_device_wait(d), on_request, &rq);
-	char *mem = strdup(store_expose_path(e, 0));
-	pid_t pid = spawn_helper(mem, "read", 12 * BS + 100, 1000, 0x55);
-	ok(request_or_exit(&rq, pid), "fuse dest inval: a reader waits for missing block 12");
-	struct inval_arg a = {.w = store_device_wait(d), .blocks = {12, 13}};
+	pid_t pid = spawn_helper(f.mem, "read", 12 * BS + 100, 1000, 0x55);
+	ok(request_or_exit(&f.rq, pid), "fuse dest inval: a reader waits for missing block 12");
+	struct inval_arg a = {.w = store_device_wait(f.d), .blocks = {12, 13}};
 	pthread_t th;
 	pthread_create(&th, NULL, inval_thread, &a);
 	bool quick = false;
@@ -468,14 +484,14 @@ static void test_dest_inval_pending(void)
 	ok(quick, "fuse dest inval: a dirty list for blocks a reader waits for does not wait for it");
 	for (uint64_t b = 0; b < NB; b++) {
 		memset(blk, b == 12 ? 0x55 : 0, BS);
-		store_device_deliver(d, b, blk, BS);
+		store_device_deliver(f.d, b, blk, BS);
 	}
 	pthread_join(th, NULL);
 	is_int(wait_helper(pid), 0, "fuse dest inval: the reader gets the block delivered after the list");
-	store_expose_free(e);
-	free(mem);
-	store_device_free(d);
-	close(rq.efd);
+	store_expose_free(f.e);
+	free(f.mem);
+	store_device_free(f.d);
+	close(f.rq.efd);
 }
 
 static void test_errors_and_stale(void)

@@ -381,6 +381,22 @@ static bool cached_soon(void *m, uint64_t b, bool want)
 	return false;
 }
 
+/* D exposed through FUSE as INSTANCE under the test's mount dir; NULL (D freed) on failure. */
+static struct store_expose *expose_dest(struct store_device *d, const char *instance, const char *what)
+{
+	struct store_expose *e = NULL;
+	char mdir[600];
+	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .instance = instance};
+
+	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
+	o.mount_dir = mdir;
+	if (!ok(d && store_expose_new(&o, &d, 1, &e) == 0, "%s: destination exposed", what)) {
+		store_device_free(d);
+		return NULL;
+	}
+	return e;
+}
+
 /*
  * Prefill: blocks that arrive at a destination go into the page cache of
  * its FUSE file while it is on (zero blocks only in a 2 MiB region that
@@ -391,17 +407,11 @@ static bool cached_soon(void *m, uint64_t b, bool want)
 static void test_prefill(void)
 {
 	struct store_device *dst = make_dev("fill", true);
-	struct store_expose *e = NULL;
-	char mdir[600];
 	_cleanup_free_ unsigned char *buf = malloc(BS), *got = malloc(BS);
-	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .instance = "fill"};
+	struct store_expose *e = expose_dest(dst, "fill", "prefill");
 
-	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
-	o.mount_dir = mdir;
-	if (!ok(dst && store_expose_new(&o, &dst, 1, &e) == 0, "prefill: destination exposed")) {
-		store_device_free(dst);
+	if (!e)
 		return;
-	}
 	int fd = open(store_expose_path(e, 0), O_RDWR | O_CLOEXEC);
 	void *m = fd >= 0 ? mmap(NULL, NB * BS, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
 	ok(m != MAP_FAILED, "prefill: the file is mapped");
@@ -465,17 +475,11 @@ out:
 static void test_prefill_unopened(void)
 {
 	struct store_device *dst = make_dev("fill2", true);
-	struct store_expose *e = NULL;
-	char mdir[600];
 	_cleanup_free_ unsigned char *buf = malloc(BS);
-	struct store_expose_opts o = {.kind = STORE_EXPOSE_FUSE, .instance = "fill2"};
+	struct store_expose *e = expose_dest(dst, "fill2", "prefill unopened");
 
-	snprintf(mdir, sizeof(mdir), "%s/mnt", dir);
-	o.mount_dir = mdir;
-	if (!ok(dst && store_expose_new(&o, &dst, 1, &e) == 0, "prefill unopened: destination exposed")) {
-		store_device_free(dst);
+	if (!e)
 		return;
-	}
 	is_int(store_expose_prefill_start(e, 0), 0, "prefill unopened: started before any open");
 	memset(buf, 'a', BS);
 	store_device_deliver(dst, 3, buf, BS);
