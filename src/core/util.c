@@ -411,3 +411,24 @@ int process_to_idle(pid_t pid)
 	closedir(d);
 	return n;
 }
+
+int next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *hole)
+{
+	if (pos >= end)
+		return 0;
+	off_t d = lseek(fd, (off_t)pos, SEEK_DATA);
+	if (d < 0) {
+		if (errno == ENXIO)
+			return 0;
+		if (errno != EINVAL && errno != EOPNOTSUPP)
+			return -errno;
+		*data = pos, *hole = end;
+		return 1;
+	}
+	if ((uint64_t)d >= end)
+		return 0;
+	off_t h = lseek(fd, d, SEEK_HOLE);
+	*data = (uint64_t)d;
+	*hole = h < 0 || (uint64_t)h > end ? end : (uint64_t)h;
+	return 1;
+}

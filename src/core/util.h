@@ -117,5 +117,12 @@ int thread_lower_priority(int nice);
  * threads cannot be listed.
  */
 int process_to_idle(pid_t pid);
+/*
+ * The next data range of file FD at or after POS and before END:
+ * [*DATA, *HOLE), with *HOLE at most END. 1 when there is one, 0 when only a
+ * hole is left before END, -errno. A file system without SEEK_DATA has no
+ * holes: everything from POS to END is data.
+ */
+int next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *hole);
 
 #endif

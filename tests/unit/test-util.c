@@ -395,6 +395,40 @@ static void test_process_to_idle(void)
 	is_int(process_to_idle(pid), -ENOENT, "a process that is gone: -ENOENT");
 }
 
+/* next_data over a sparse file: 4 KiB of data at 64 KiB and at 192 KiB of 256 KiB. */
+static void test_next_data(void)
+{
+	_cleanup_free_ char *path = tmp_path("sparse");
+	char page[4096];
+	uint64_t data = 0, hole = 0;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	memset(page, 'x', sizeof page);
+	if (!ok(fd >= 0 && ftruncate(fd, 256 << 10) == 0 && pwrite(fd, page, 4096, 64 << 10) == 4096 &&
+	        pwrite(fd, page, 4096, 192 << 10) == 4096, "next_data: a sparse file")) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (lseek(fd, 0, SEEK_DATA) == 0) {
+		skip("the temporary directory's file system keeps no holes");
+		close(fd);
+		return;
+	}
+	ok(next_data(fd, 0, 256 << 10, &data, &hole) == 1 && data == 64 << 10 && hole > data &&
+	       hole <= 192 << 10, "next_data: from a hole, the first data range");
+	ok(next_data(fd, 0, (64 << 10) + 100, &data, &hole) == 1 && hole == (64 << 10) + 100,
+	   "next_data: the range ends at END");
+	is_int(next_data(fd, 0, 64 << 10, &data, &hole), 0, "next_data: only a hole before END");
+	ok(next_data(fd, (192 << 10) + 10, 256 << 10, &data, &hole) == 1 && data == (192 << 10) + 10,
+	   "next_data: from inside data, data starts there");
+	is_int(next_data(fd, 200 << 10, 256 << 10, &data, &hole), 0, "next_data: only the hole at the end");
+	is_int(next_data(fd, 10, 10, &data, &hole), 0, "next_data: an empty range");
+	is_int(next_data(-1, 0, 10, &data, &hole), -EBADF, "next_data: a bad descriptor is -EBADF");
+	close(fd);
+	unlink(path);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -413,6 +447,7 @@ int main(void)
 	test_nlerr();
 	test_thread_priority();
 	test_process_to_idle();
+	test_next_data();
 	rmdir(tmpdir);
 	return done_testing();
 }

@@ -323,36 +323,16 @@ static int scan_regions(int fd, uint64_t size, uint64_t min_hole, size_t max_reg
 		.max = max_regions ? max_regions : PKG_MAX_SPARSE_REGIONS,
 	};
 	_cleanup_free_ uint8_t *buf = NULL;
-	uint64_t pos = 0;
+	uint64_t pos = 0, data, hole;
 	int r = 0;
 
 	buf = malloc(IO_CHUNK);
 	if (!buf)
 		return -ENOMEM;
-	while (pos < size) {
-		off_t data = lseek(fd, (off_t)pos, SEEK_DATA), hole;
-
-		if (data < 0) {
-			if (errno == ENXIO)
-				break; /* only a hole is left */
-			if (errno != EINVAL && errno != EOPNOTSUPP) {
-				r = -errno;
-				goto out;
-			}
-			data = (off_t)pos, hole = (off_t)size; /* no hole support: all data */
-		} else {
-			hole = lseek(fd, data, SEEK_HOLE);
-			if (hole < 0)
-				hole = (off_t)size;
-		}
-		if ((uint64_t)hole > size)
-			hole = (off_t)size;
-		if ((uint64_t)data >= size)
-			break;
+	while ((r = next_data(fd, pos, size, &data, &hole)) > 0) {
 		/* Look for zero blocks inside the data extent. */
-		for (uint64_t off = (uint64_t)data; off < (uint64_t)hole;) {
-			size_t len = (size_t)((uint64_t)hole - off < IO_CHUNK ? (uint64_t)hole - off
-									  : IO_CHUNK);
+		for (uint64_t off = data; off < hole;) {
+			size_t len = (size_t)(hole - off < IO_CHUNK ? hole - off : IO_CHUNK);
 			size_t i = 0, start = 0;
 
 			r = pread_exact(fd, buf, len, off);
@@ -364,7 +344,7 @@ static int scan_regions(int fd, uint64_t size, uint64_t min_hole, size_t max_reg
 				regions_add(&l, off + start, i - start);
 			off += len;
 		}
-		pos = (uint64_t)hole;
+		pos = hole;
 	}
 out:
 	if (r < 0) {

@@ -52,34 +52,25 @@ static ssize_t file_read_at(struct store_provider *p, void *buf, size_t len, uin
 {
 	struct file_provider *f = to_file(p);
 	size_t want = store_clip(f->size, len, off);
-	uint64_t pos = off, end = off + want;
+	uint64_t pos = off, end = off + want, data = off, hole = end;
 	char *b = buf;
 
 	while (pos < end) {
-		uint64_t stop = end;
-		if (want >= HOLE_AWARE_READ) {
-			off_t data = lseek(f->fd, (off_t)pos, SEEK_DATA);
-			if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= end)) {
-				memset(b + (pos - off), 0, (size_t)(end - pos));
-				break;
-			}
-			if (data > (off_t)pos) {
-				memset(b + (pos - off), 0, (size_t)((uint64_t)data - pos));
-				pos = (uint64_t)data;
-			}
-			off_t hole = data < 0 ? -1 : lseek(f->fd, (off_t)pos, SEEK_HOLE);
-			if (hole > (off_t)pos && (uint64_t)hole < end)
-				stop = (uint64_t)hole;
-		}
-		ssize_t n = pread_full(f->fd, b + (pos - off), (size_t)(stop - pos), pos);
+		int r = want >= HOLE_AWARE_READ ? next_data(f->fd, pos, end, &data, &hole) : 1;
+		if (r < 0) /* no hole known: read it all */
+			data = pos, hole = end;
+		else if (r == 0)
+			data = hole = end;
+		memset(b + (pos - off), 0, (size_t)(data - pos));
+		ssize_t n = data < hole ? pread_full(f->fd, b + (data - off), (size_t)(hole - data), data) : 0;
 		if (n < 0)
 			return n;
-		if ((uint64_t)n < stop - pos) {
+		if ((uint64_t)n < hole - data) {
 			/* the file shrank under us: what is missing reads as zeros */
-			memset(b + (pos - off) + n, 0, (size_t)(end - pos) - (size_t)n);
+			memset(b + (data - off) + n, 0, (size_t)(end - data) - (size_t)n);
 			break;
 		}
-		pos = stop;
+		pos = hole;
 	}
 	return (ssize_t)want;
 }

@@ -534,28 +534,18 @@ static int copy_range_rw(int in, int out, off_t from, off_t end)
 /* Copy the data ranges of SRC into DST, leaving holes as holes. */
 static int copy_sparse(int in, int out, uint64_t size)
 {
-	off_t pos = 0;
+	uint64_t pos = 0, data, end;
+	int r;
 
-	while ((uint64_t)pos < size) {
-		off_t data = lseek(in, pos, SEEK_DATA);
-		if (data < 0) {
-			if (errno == ENXIO)
-				break; /* only a hole is left */
-			if (errno != EINVAL)
-				return -errno;
-			data = pos; /* no SEEK_DATA: copy everything */
-		}
-		off_t hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = (off_t)size;
-		off_t o_in = data, o_out = data;
+	while ((r = next_data(in, pos, size, &data, &end)) > 0) {
+		off_t o_in = (off_t)data, o_out = (off_t)data, hole = (off_t)end;
 		while (o_in < hole) {
 			ssize_t n = copy_file_range(in, &o_in, out, &o_out, (size_t)(hole - o_in), 0);
 			if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS)) {
 				/* between file systems that cannot do it in the kernel (FUSE to a disk) */
-				int r = copy_range_rw(in, out, o_in, hole);
-				if (r < 0)
-					return r;
+				int c = copy_range_rw(in, out, o_in, hole);
+				if (c < 0)
+					return c;
 				break;
 			}
 			if (n < 0) {
@@ -566,9 +556,9 @@ static int copy_sparse(int in, int out, uint64_t size)
 			if (n == 0)
 				break;
 		}
-		pos = hole;
+		pos = end;
 	}
-	return 0;
+	return r;
 }
 
 int vm_copy_file(const char *src, const char *dst)
