@@ -230,7 +230,9 @@ static int peer_wait_authority(void *ctx)
  * Destination: the VM loads next. Guest memory stops being copied into the
  * page cache only now, so the final dirty blocks that arrive while the
  * snapshot is checked are copied too (the VM touches them first); after
- * this a copy could overwrite what the VM writes. The held packets go now:
+ * this a copy could overwrite what the VM writes. The pages of blocks the
+ * final dirty lists named must be gone before the load reads them (they
+ * are dropped from a thread of the exposure's). The held packets go now:
  * they wait in the TAP's queue, which the VMM reads once the guest runs,
  * so they are there at its resume rather than after the restore returned
  * (about 2.5 ms later, where a client's SYN sent just before the resume
@@ -241,6 +243,7 @@ static void peer_settle(void *ctx)
 	struct peer *p = ctx;
 
 	store_expose_prefill_stop(p->expose);
+	store_expose_settle(p->expose);
 	peer_disengage(p);
 }
 
@@ -298,6 +301,7 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 		/* e.g. the TAP still taken by a VM the source stops at the handover, or another machine */
 		log_debug("cannot start the VMM ahead of the handover (%s): starting it now", p->vm_err);
 		store_expose_prefill_stop(p->expose);
+		store_expose_settle(p->expose);
 		vmmig_free(p->vm);
 		p->vm = NULL;
 		r = vmmig_start(p->cfg, peer_path, p, -1, NULL, &p->vm, p->vm_err, sizeof p->vm_err);

@@ -245,6 +245,7 @@ static void test_live(void)
 	/* block 0 travels again too, so the reader below certainly waits for one block */
 	uint64_t zero = 0;
 	store_wait_invalidate(store_device_wait(dst), &zero, 1);
+	store_expose_settle(ed); /* as before a VM loads: dropped pages are gone */
 
 	/* post-copy: a reader on the destination reads everything while the final blocks arrive */
 	char rlen[32];
@@ -442,6 +443,7 @@ static void test_prefill(void)
 
 	uint64_t three = 3;
 	store_wait_invalidate(store_device_wait(dst), &three, 1);
+	store_expose_settle(e); /* the pages go from the exposure's thread */
 	ok(!cached(m, 3), "prefill: a dirty list drops the copied pages");
 	memset(buf, 'b', BS);
 	store_device_deliver(dst, 3, buf, BS);

@@ -502,10 +502,20 @@ void store_device_set_stored(struct store_device *d, store_stored_fn fn, void *c
 	pthread_mutex_unlock(&d->changed_lock);
 }
 
-void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len)
+static void notify_changed(struct store_device *d, uint64_t off, uint64_t len, bool later)
 {
 	pthread_mutex_lock(&d->changed_lock);
 	if (d->changed)
-		d->changed(d->changed_ctx, d, off, len);
+		d->changed(d->changed_ctx, d, off, len, later);
 	pthread_mutex_unlock(&d->changed_lock);
+}
+
+void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len)
+{
+	notify_changed(d, off, len, false);
+}
+
+void store_device_notify_changed_later(struct store_device *d, uint64_t off, uint64_t len)
+{
+	notify_changed(d, off, len, true);
 }

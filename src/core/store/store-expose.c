@@ -186,6 +186,12 @@ void store_expose_prefill_stop(struct store_expose *e)
 		(void)e->ops->prefill(e, SIZE_MAX);
 }
 
+void store_expose_settle(struct store_expose *e)
+{
+	if (e && e->ops->settle)
+		e->ops->settle(e);
+}
+
 int store_expose_flush_all(struct store_expose *e)
 {
 	for (size_t i = 0; i < e->n; i++) {

@@ -80,6 +80,15 @@ struct fuse_state {
 	struct store_bitmap *fill_regions;
 	/* per device: its file held open from the prefill's start (-1: not), see fuse_prefill */
 	int *held;
+	/* pages that dirty lists drop, from a thread of their own (see dropper) */
+	pthread_mutex_t drop_lock;
+	pthread_cond_t drop_cond; /* work or the stop, for the dropper */
+	pthread_cond_t drop_idle; /* drop_done moved, for a settle */
+	struct store_bitmap *drop; /* per destination device: blocks whose pages go */
+	uint64_t drop_queued, drop_done; /* requests so far, and how many are done */
+	bool drop_stop;
+	pthread_t dropper;
+	bool dropping; /* the thread exists */
 };
 
 static struct store_device *dev_of(struct fuse_state *s, fuse_ino_t ino)
@@ -462,14 +471,121 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t len)
+static void changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t len, bool later)
 {
 	struct fuse_state *s = ctx;
 
-	for (size_t i = 0; i < s->e->n; i++)
-		if (s->e->devs[i] == dev)
+	for (size_t i = 0; i < s->e->n && len; i++) {
+		if (s->e->devs[i] != dev)
+			continue;
+		if (!later || !s->dropping || !s->drop[i].words) {
 			(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i, (off_t)off,
 			                                       (off_t)len);
+			continue;
+		}
+		uint32_t bs = store_device_block_size(dev);
+		pthread_mutex_lock(&s->drop_lock);
+		for (uint64_t b = off / bs; b <= (off + len - 1) / bs && b < s->drop[i].nbits; b++)
+			store_bitmap_set(&s->drop[i], b);
+		s->drop_queued++;
+		pthread_cond_signal(&s->drop_cond);
+		pthread_mutex_unlock(&s->drop_lock);
+	}
+}
+
+/*
+ * Drop the pages of the blocks queued by changed(), a run of blocks at a
+ * time. The kernel waits for the lock of each page, which a reader holds
+ * until all of its read is answered, maybe after a block that only the
+ * session queueing these can deliver: that session must not wait here.
+ */
+static void *dropper(void *arg)
+{
+	struct fuse_state *s = arg;
+
+	thread_name("fuse-drop");
+	pthread_mutex_lock(&s->drop_lock);
+	for (;;) {
+		while (!s->drop_stop && s->drop_done == s->drop_queued)
+			pthread_cond_wait(&s->drop_cond, &s->drop_lock);
+		if (s->drop_stop)
+			break;
+		uint64_t upto = s->drop_queued;
+		for (size_t i = 0; i < s->e->n; i++) {
+			struct store_bitmap *q = &s->drop[i];
+			uint32_t bs = store_device_block_size(s->e->devs[i]);
+			uint64_t b = 0, end;
+
+			while ((b = store_bitmap_next(q, b)) != UINT64_MAX) {
+				for (end = b; end < q->nbits && store_bitmap_test(q, end); end++)
+					store_bitmap_clear(q, end);
+				pthread_mutex_unlock(&s->drop_lock);
+				(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i,
+				                                       (off_t)(b * bs), (off_t)((end - b) * bs));
+				pthread_mutex_lock(&s->drop_lock);
+				b = end;
+			}
+		}
+		s->drop_done = upto;
+		pthread_cond_broadcast(&s->drop_idle);
+	}
+	pthread_mutex_unlock(&s->drop_lock);
+	return NULL;
+}
+
+static void fuse_settle(struct store_expose *e)
+{
+	struct fuse_state *s = e->priv;
+
+	if (!s || !s->dropping)
+		return;
+	pthread_mutex_lock(&s->drop_lock);
+	uint64_t upto = s->drop_queued;
+	while (!s->drop_stop && s->drop_done < upto)
+		pthread_cond_wait(&s->drop_idle, &s->drop_lock);
+	pthread_mutex_unlock(&s->drop_lock);
+}
+
+/* After the reads waiting for blocks failed (a drop may wait for one). */
+static void drop_stop(struct fuse_state *s)
+{
+	if (s->dropping) {
+		pthread_mutex_lock(&s->drop_lock);
+		s->drop_stop = true;
+		pthread_cond_signal(&s->drop_cond);
+		pthread_cond_broadcast(&s->drop_idle);
+		pthread_mutex_unlock(&s->drop_lock);
+		pthread_join(s->dropper, NULL);
+		s->dropping = false;
+	}
+	for (size_t i = 0; s->drop && i < s->e->n; i++)
+		store_bitmap_free(&s->drop[i]);
+	free(s->drop);
+	s->drop = NULL;
+}
+
+/* A destination's devices get a dropper. */
+static int drop_start(struct fuse_state *s)
+{
+	struct store_expose *e = s->e;
+	bool any = false;
+
+	s->drop = calloc(e->n ? e->n : 1, sizeof(*s->drop));
+	if (!s->drop)
+		return -ENOMEM;
+	for (size_t i = 0; i < e->n; i++) {
+		if (!store_device_wait(e->devs[i]))
+			continue;
+		if (store_bitmap_init(&s->drop[i], store_device_blocks(e->devs[i])) < 0)
+			return -ENOMEM;
+		any = true;
+	}
+	if (!any)
+		return 0;
+	if (pthread_create(&s->dropper, NULL, dropper, s) != 0)
+		return -EAGAIN;
+	s->dropping = true;
+	return 0;
 }
 
 /* A delivery wrote BLOCK (the delivering thread: only queue it). */
@@ -693,9 +809,10 @@ static void fuse_stop(struct store_expose *e)
 		if (store_device_wait(e->devs[i]))
 			store_wait_fail(store_device_wait(e->devs[i]), -EIO);
 	}
-	/* the filler may wait for a page a worker is reading: after the reads failed */
+	/* the filler and the dropper may wait for a page a worker is reading: after the reads failed */
 	(void)fuse_prefill(e, SIZE_MAX);
 	fill_join(s);
+	drop_stop(s);
 	/* while the workers still answer the close */
 	for (size_t i = 0; s->held && i < e->n; i++)
 		if (s->held[i] >= 0)
@@ -727,6 +844,9 @@ static void fuse_stop(struct store_expose *e)
 	pthread_mutex_destroy(&s->fill_lock);
 	pthread_cond_destroy(&s->fill_cond);
 	pthread_mutex_destroy(&s->fill_copy);
+	pthread_mutex_destroy(&s->drop_lock);
+	pthread_cond_destroy(&s->drop_cond);
+	pthread_cond_destroy(&s->drop_idle);
 	free(s->attrs);
 	free(s->held);
 	free(s);
@@ -752,6 +872,9 @@ static int fuse_start(struct store_expose *e)
 	pthread_mutex_init(&s->fill_lock, NULL);
 	pthread_cond_init(&s->fill_cond, NULL);
 	pthread_mutex_init(&s->fill_copy, NULL);
+	pthread_mutex_init(&s->drop_lock, NULL);
+	pthread_cond_init(&s->drop_cond, NULL);
+	pthread_cond_init(&s->drop_idle, NULL);
 	s->attrs = calloc(e->n ? e->n : 1, sizeof(*s->attrs));
 	s->held = malloc((e->n ? e->n : 1) * sizeof(*s->held));
 	if (!s->attrs || !s->held)
@@ -810,6 +933,9 @@ static int fuse_start(struct store_expose *e)
 			return -EAGAIN;
 		s->nworkers++;
 	}
+	r = drop_start(s);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < e->n; i++) {
 		if (asprintf(&e->paths[i], "%s/%s", e->mountpoint, store_device_name(e->devs[i])) <
 		    0) {
@@ -827,6 +953,7 @@ const struct store_expose_ops store_expose_fuse_ops = {
 	.flush = store_expose_path_flush,
 	.stop = fuse_stop,
 	.prefill = fuse_prefill,
+	.settle = fuse_settle,
 };
 
 /* /proc/mounts escapes blanks and backslashes as octal (\040). */

@@ -514,13 +514,18 @@ static void nbd_stop(struct store_expose *e)
 	e->priv = NULL;
 }
 
-/* Content changed underneath (a dirty list): drop the block device's page cache. */
-static void nbd_changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t len)
+/*
+ * Content changed underneath (a dirty list): drop the block device's page
+ * cache, at once even when LATER allows a delay: BLKFLSBUF skips pages that
+ * are locked for a read instead of waiting for them.
+ */
+static void nbd_changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t len, bool later)
 {
 	struct store_expose *e = ctx;
 
 	(void)off;
 	(void)len;
+	(void)later;
 	for (size_t i = 0; i < e->n; i++) {
 		if (e->devs[i] != dev || !e->paths[i])
 			continue;

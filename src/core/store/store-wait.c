@@ -266,13 +266,13 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 			return -ERANGE;
 	/*
 	 * Only the blocks that were here go missing, and only their cached
-	 * pages are dropped. A block that was not here has no pages but those
-	 * of a reader waiting for it, which hold the kernel's page locks until
-	 * the block comes; dropping them would wait for that reader, and the
-	 * caller (the session that delivers the blocks) would wait for
-	 * itself: a destination hung so, unkillable, in bench/migrate's
-	 * post-copy. A block written here keeps its pages: they are newer
-	 * than the list.
+	 * pages are dropped; a block written here keeps its pages: they are
+	 * newer than the list. The pages go later, from the exposure's thread:
+	 * a reader holds the kernel's locks on the pages of its whole read
+	 * until every block of it has come, and dropping pages waits for
+	 * those locks, while the caller is the session that delivers the
+	 * blocks (a destination hung so, unkillable, in a post-copy round of
+	 * bench/migrate, when this dropped the pages itself).
 	 */
 	_cleanup_free_ uint64_t *gone = malloc((n ? n : 1) * sizeof(*gone));
 	size_t ngone = 0;
@@ -299,7 +299,7 @@ int store_wait_invalidate(struct store_wait *w, const uint64_t *blocks, size_t n
 			j++;
 		uint64_t off = gone[i] << d->block_shift;
 		uint64_t end = (gone[j - 1] << d->block_shift) + store_device_block_len(d, gone[j - 1]);
-		store_device_notify_changed(d, off, end - off);
+		store_device_notify_changed_later(d, off, end - off);
 		i = j;
 	}
 	return 0;

@@ -312,13 +312,22 @@ struct store_wait *store_device_wait(struct store_device *d);
 int store_device_deliver(struct store_device *d, uint64_t block, const void *data, size_t len);
 
 /*
- * Called after content changed underneath the exposure (a delivery, an
- * invalidation), so that it can drop cached pages. Set by the exposure.
+ * Called after content changed underneath the exposure (a write that did
+ * not go through it, a dirty list), so that it can drop cached pages. Set
+ * by the exposure. LATER: the pages may go after the call returns, from a
+ * thread of the exposure's (store_expose_settle waits for them); the
+ * caller may be the thread whose deliveries a reader of those pages waits
+ * for.
  */
-typedef void (*store_changed_fn)(void *ctx, struct store_device *dev, uint64_t off, uint64_t len);
+typedef void (*store_changed_fn)(void *ctx, struct store_device *dev, uint64_t off, uint64_t len,
+                                 bool later);
 void store_device_set_changed(struct store_device *d, store_changed_fn fn, void *ctx);
-/* Tell the exposure that [OFF, OFF+LEN) changed underneath it (a write that did not go through it). */
+/*
+ * Tell the exposure that [OFF, OFF+LEN) changed underneath it: its cached
+ * pages are gone when this returns (_later: see store_changed_fn).
+ */
 void store_device_notify_changed(struct store_device *d, uint64_t off, uint64_t len);
+void store_device_notify_changed_later(struct store_device *d, uint64_t off, uint64_t len);
 /*
  * Called after a delivery wrote BLOCK, from the delivering thread (it must
  * not block). Set by the exposure.
@@ -363,6 +372,8 @@ struct store_expose_ops {
 	void (*stop)(struct store_expose *e);
 	/* optional: store_expose_prefill_start (device I) and _stop (I == SIZE_MAX) */
 	int (*prefill)(struct store_expose *e, size_t i);
+	/* optional: store_expose_settle */
+	void (*settle)(struct store_expose *e);
 };
 
 /*
@@ -390,6 +401,13 @@ const char *store_expose_kind_name(const struct store_expose *e);
  */
 int store_expose_prefill_start(struct store_expose *e, size_t i);
 void store_expose_prefill_stop(struct store_expose *e);
+/*
+ * Return once the cached pages that dirty lists dropped so far are gone
+ * (store_device_notify_changed_later): before a VM loads from the devices.
+ * Not from the thread that delivers blocks: a drop may wait for a reader,
+ * and the reader for a delivery.
+ */
+void store_expose_settle(struct store_expose *e);
 /* Write back pages a VMM dirtied through MAP_SHARED so the tracker sees them. */
 int store_expose_flush(struct store_expose *e, size_t i);
 int store_expose_flush_all(struct store_expose *e);
