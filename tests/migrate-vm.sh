@@ -118,9 +118,13 @@ diag "$(grep -h 'VM migrated' c.log | sed 's/^drafter: //')"
 diag "$(grep -h 'VM resumed here' b.log c.log | sed 's/^drafter: //')"
 js=$(grep '^{' c.log)
 diag "C: $js"
-like "C prints its summary as JSON with --json" "$js" '^\{"role":"destination",.*"blocks_postcopied":[0-9]+,.*"cycles":(null|[0-9]+),"total_s":[0-9.]+,"downtime_ms":[0-9.]+\}$'
+like "C prints its summary as JSON with --json" "$js" '^\{"role":"destination",.*"blocks_postcopied":[0-9]+,.*"cycles":(null|[0-9]+),"total_s":[0-9.]+,"downtime_ms":[0-9.]+,"paused_at":[0-9.]+,"resumed_at":[0-9.]+\}$'
 if command -v python3 >/dev/null; then
 	ok "... which is valid JSON" python3 -c 'import json,sys; json.loads(sys.argv[1])' "$js"
+	ok "... whose resumed_at - paused_at is its downtime_ms" python3 -c '
+import json,sys
+j = json.loads(sys.argv[1])
+sys.exit(0 if abs((j["resumed_at"] - j["paused_at"]) * 1e3 - j["downtime_ms"]) < 0.2 else 1)' "$js"
 fi
 pc=$(printf '%s' "$js" | sed -n 's/.*"blocks_postcopied":\([0-9]*\).*/\1/p')
 ok "C resumed the VM with $pc blocks still to come (post-copy: at least state and config)" test "${pc:-0}" -gt 0

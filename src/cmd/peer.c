@@ -359,6 +359,15 @@ static int peer_expose(struct peer *p)
 	return 0;
 }
 
+/* KEY: the realtime NS as seconds since the epoch, to the microsecond (null: 0, unknown). */
+static void json_add_time(struct json_object *o, const char *key, uint64_t ns)
+{
+	char num[32];
+
+	snprintf(num, sizeof num, "%.6f", (double)ns / 1e9);
+	json_object_object_add(o, key, ns ? json_object_new_double_s((double)ns / 1e9, num) : NULL);
+}
+
 /*
  * The one-line summary both sides print at the end of a migration: bytes on
  * the wire, blocks sent before the authority transfer and after it (the
@@ -368,7 +377,7 @@ static int peer_expose(struct peer *p)
  * DOWNTIME_MS < 0: unknown; PARTIAL: it ends at the handover.
  */
 static void peer_summary(struct peer *p, bool source, const char *addr, const struct xfer_stats *st,
-			 double downtime_ms, bool partial)
+			 double downtime_ms, bool partial, uint64_t paused_ns, uint64_t resumed_ns)
 {
 	uint64_t blocks = st->blocks_raw + st->blocks_zero + st->blocks_zstd;
 	/* The source counts what it sent after the handover; the destination what came after it. */
@@ -399,6 +408,8 @@ static void peer_summary(struct peer *p, bool source, const char *addr, const st
 		json_object_object_add(o, "total_s", json_object_new_double_s(total, num));
 		snprintf(num, sizeof num, "%.1f", downtime_ms);
 		json_object_object_add(o, "downtime_ms", downtime_ms >= 0 ? json_object_new_double_s(downtime_ms, num) : NULL);
+		json_add_time(o, "paused_at", paused_ns);
+		json_add_time(o, "resumed_at", resumed_ns);
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		fflush(stdout);
 		json_object_put(o);
@@ -671,7 +682,7 @@ static int peer_migrate_in(struct peer *p)
 		peer_summary(p, false, cfg->transport.raddr, &st,
 			     p->vm && p->src_paused_ns && t > p->src_paused_ns ? (double)(t - p->src_paused_ns) / 1e6
 									    : -1.0,
-			     false);
+			     false, p->vm ? p->src_paused_ns : 0, p->vm ? t : 0);
 	}
 out:
 	peer_hold_wait(p);
@@ -851,7 +862,7 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 		     resumed  ? (double)(st.dest_resumed_ns - p->paused_ns) / 1e6
 		     : p->vm ? (double)(p->handover_ns - p->paused_ns) / 1e6
 			     : (double)(st.authority_ns - st.suspend_ns) / 1e6,
-		     !resumed);
+		     !resumed, p->vm ? p->paused_ns : 0, resumed ? st.dest_resumed_ns : 0);
 	return 1;
 }
 
