@@ -642,6 +642,8 @@ static int peer_migrate_in(struct peer *p)
 		}
 		peer_signal(p, &p->vm_start_done); /* also when no VM was started */
 		pthread_join(dt, NULL);
+		/* without a VM nothing settled: readers of the devices see the final lists from here */
+		store_expose_settle(p->expose);
 		r = p->dest_r;
 		st = p->dest_st;
 		auth = p->dest_auth;
