@@ -391,6 +391,15 @@ static bool dest_setup(struct dest_fix *f, const char *name, const char *instanc
 	return true;
 }
 
+/* Unexpose and free what dest_setup made. */
+static void dest_teardown(struct dest_fix *f)
+{
+	store_expose_free(f->e);
+	free(f->mem);
+	store_device_free(f->d);
+	close(f->rq.efd);
+}
+
 static void test_destination(void)
 {
 	struct dest_fix f;
@@ -436,12 +445,9 @@ static void test_destination(void)
 	is_int(run_helper(f.mem, "read", 12 * BS + 100, 1000, 0x99), 0,
 	       "fuse dest: present blocks still read");
 	const char *mnt = strdup(store_expose_mountpoint(f.e));
-	store_expose_free(f.e);
+	dest_teardown(&f);
 	ok(!mounted(mnt), "fuse dest: unmounted");
 	free((void *)mnt);
-	free(f.mem);
-	store_device_free(f.d);
-	close(f.rq.efd);
 }
 
 struct inval_arg {
@@ -498,10 +504,7 @@ static void test_dest_inval_pending(void)
 	}
 	pthread_join(th, NULL);
 	is_int(wait_helper(pid), 0, "fuse dest inval: the reader gets the block delivered after the list");
-	store_expose_free(f.e);
-	free(f.mem);
-	store_device_free(f.d);
-	close(f.rq.efd);
+	dest_teardown(&f);
 }
 
 /*
@@ -540,10 +543,7 @@ static void test_dest_inval_batch(void)
 	store_expose_settle(f.e);
 	is_int(run_helper(f.mem, "read", 11 * BS, BS, 0x67), 0,
 	       "fuse dest batch: after the settle a read sees block 11's new version");
-	store_expose_free(f.e);
-	free(f.mem);
-	store_device_free(f.d);
-	close(f.rq.efd);
+	dest_teardown(&f);
 }
 
 static void test_errors_and_stale(void)

@@ -475,7 +475,9 @@ static void changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t 
 {
 	struct fuse_state *s = ctx;
 
-	for (size_t i = 0; i < s->e->n && len; i++) {
+	if (!len)
+		return;
+	for (size_t i = 0; i < s->e->n; i++) {
 		if (s->e->devs[i] != dev)
 			continue;
 		if (!later || !s->dropping || !s->drop[i].words) {
