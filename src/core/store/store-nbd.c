@@ -514,6 +514,16 @@ static void nbd_stop(struct store_expose *e)
 	e->priv = NULL;
 }
 
+/* Drop the page cache of device I's block device. */
+static void nbd_drop(struct store_expose *e, size_t i)
+{
+	if (!e->paths[i])
+		return;
+	_cleanup_close_ int fd = open(e->paths[i], O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		(void)ioctl(fd, BLKFLSBUF, 0);
+}
+
 /*
  * Content changed underneath (a dirty list): drop the block device's page
  * cache, at once even when LATER allows a delay: BLKFLSBUF skips pages that
@@ -526,13 +536,21 @@ static void nbd_changed(void *ctx, struct store_device *dev, uint64_t off, uint6
 	(void)off;
 	(void)len;
 	(void)later;
-	for (size_t i = 0; i < e->n; i++) {
-		if (e->devs[i] != dev || !e->paths[i])
-			continue;
-		_cleanup_close_ int fd = open(e->paths[i], O_RDONLY | O_CLOEXEC);
-		if (fd >= 0)
-			(void)ioctl(fd, BLKFLSBUF, 0);
-	}
+	for (size_t i = 0; i < e->n; i++)
+		if (e->devs[i] == dev)
+			nbd_drop(e, i);
+}
+
+/*
+ * Before a VM loads: a read under way when a dirty list came kept its
+ * pages (locked, so BLKFLSBUF skipped them), maybe filled with the old
+ * version. Drop the destination devices' caches once more.
+ */
+static void nbd_settle(struct store_expose *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (store_device_wait(e->devs[i]))
+			nbd_drop(e, i);
 }
 
 static int nbd_start(struct store_expose *e)
@@ -578,4 +596,5 @@ const struct store_expose_ops store_expose_nbd_ops = {
 	.start = nbd_start,
 	.flush = store_expose_path_flush,
 	.stop = nbd_stop,
+	.settle = nbd_settle,
 };
