@@ -403,9 +403,10 @@ int store_expose_prefill_start(struct store_expose *e, size_t i);
 void store_expose_prefill_stop(struct store_expose *e);
 /*
  * Return once the cached pages that dirty lists dropped so far are gone
- * (store_device_notify_changed_later): before a VM loads from the devices.
- * Not from the thread that delivers blocks: a drop may wait for a reader,
- * and the reader for a delivery.
+ * (store_device_notify_changed_later; nbd: a destination's whole cache
+ * goes once more): before a VM loads from the devices. Not from the
+ * thread that delivers blocks: a drop may wait for a reader, and the
+ * reader for a delivery.
  */
 void store_expose_settle(struct store_expose *e);
 /* Write back pages a VMM dirtied through MAP_SHARED so the tracker sees them. */
