@@ -177,16 +177,16 @@ is "no files: nothing is left in TMPDIR" "$(ls -A tmpd)" ""
 # ---- a destination whose disk fills up: it fails, the source keeps serving ----
 mkdir -p full
 if mount -t tmpfs -o size=8m tmpfs full 2>/dev/null; then
-	start_bg fa.log drafter peer --devices "$(devs a)" --raddr '' --laddr 127.0.0.1:1807 --mount-dir "$T/mnt"
+	start_bg fa.log drafter peer --devices "$(devs a)" --raddr '' --laddr 127.0.0.1:1810 --mount-dir "$T/mnt"
 	FA=$BGPID
 	ok "full disk: source ready" wait_log fa.log "waiting for a migration"
 	rc=0
-	err=$(drafter peer --devices "$(devs full)" --raddr 127.0.0.1:1807 --laddr '' --mount-dir "$T/mnt" 2>&1) || rc=$?
+	err=$(drafter peer --devices "$(devs full)" --raddr 127.0.0.1:1810 --laddr '' --mount-dir "$T/mnt" 2>&1) || rc=$?
 	is "full disk: the destination fails" "$rc" 1
-	like "full disk: with one line that says why" "$err" "^drafter: cannot migrate from '127.0.0.1:1807': cannot write block [0-9]+ of device '(disk|memory)': No space left on device$"
+	like "full disk: with one line that says why" "$err" "^drafter: cannot migrate from '127.0.0.1:1810': cannot write block [0-9]+ of device '(disk|memory)': No space left on device$"
 	is "full disk: and leaves nothing on that disk" "$(ls -A full)" ""
 	ok "full disk: the source says it keeps its devices" wait_log fa.log "the devices stay here and writable"
-	start_bg fb.log drafter peer --devices "$(devs fb)" --raddr 127.0.0.1:1807 --laddr '' --mount-dir "$T/mnt"
+	start_bg fb.log drafter peer --devices "$(devs fb)" --raddr 127.0.0.1:1810 --laddr '' --mount-dir "$T/mnt"
 	FB=$BGPID
 	ok "full disk: the source serves the next destination" wait_log fb.log "migrated 2 devices" 60
 	is "full disk: which gets the source's disk" "$(hash_of "$(exposed fb.log disk)")" "$(hash_of a/disk.img)"
