@@ -212,6 +212,12 @@ static void test_messages(void)
 	is_int(decode(XFER_T_RESUMED, 0, 0, pay, (size_t)n + 1, &m), -EPROTO, "RESUMED with trailing bytes refused");
 	is_int(decode(XFER_T_RESUMED, 0, 1, pay, (size_t)n, &m), -EPROTO, "RESUMED on a device refused");
 
+	/* READY */
+	is_int(decode(XFER_T_READY, 0, 0, pay, 0, &m), 0, "READY decodes");
+	is_int(decode(XFER_T_READY, 0, 0, pay, 1, &m), -EPROTO, "READY with a payload refused");
+	is_int(decode(XFER_T_READY, 0, 1, pay, 0, &m), -EPROTO, "READY on a device refused");
+	is_str(xfer_type_name(XFER_T_READY), "READY", "READY has a name");
+
 	/* KEEPALIVE */
 	n = xfer_enc_u32(pay, sizeof(pay), 30000);
 	is_int(decode(XFER_T_KEEPALIVE, 0, 0, pay, (size_t)n, &m), 0, "KEEPALIVE decodes");
@@ -1191,6 +1197,104 @@ static void test_unanswered(void)
 	md_free(&src_devs[1]);
 }
 
+/*
+ * READY: a destination that starts a VM ahead of the handover announces
+ * XFER_CAP_READY and says READY once its VMM waits; the source's freeze
+ * (BeforeSuspend, suspend) waits for it, serving requests meanwhile. One
+ * that never says it holds the freeze up only as long as the bound (the
+ * receive timeout here, 1 s).
+ */
+static struct memdev rd_src, rd_dst;
+static struct xfer_conn *rd_conn;
+static int rd_ready_sent, rd_suspended_after_ready, rd_send_ready;
+
+static void *rd_ready_thread(void *arg)
+{
+	(void)arg;
+	usleep(300 * 1000); /* the VMM starting */
+	__atomic_store_n(&rd_ready_sent, 1, __ATOMIC_SEQ_CST);
+	(void)xfer_send(rd_conn, XFER_T_READY, 0, 0, 0, NULL, 0);
+	return NULL;
+}
+
+static int rd_ready(void *ctx)
+{
+	pthread_t t;
+
+	(void)ctx;
+	if (rd_send_ready && pthread_create(&t, NULL, rd_ready_thread, NULL) == 0)
+		pthread_detach(t);
+	return xfer_request(rd_conn, 1, 7, 1); /* what a starting VMM reads */
+}
+
+static int rd_before_suspend(void *ctx)
+{
+	(void)ctx;
+	rd_suspended_after_ready = __atomic_load_n(&rd_ready_sent, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static void *rd_src_thread(void *p)
+{
+	struct src_arg *a = p;
+	struct xfer_dev *devs[1] = { &rd_src.dev };
+	struct xfer_hooks h = { .before_suspend = rd_before_suspend, .suspend = h_suspend_plain,
+				.handover = h_handover };
+	struct xfer_source_opts o = { .postcopy = true };
+
+	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD | XFER_CAP_READY);
+	if (a->r == 0)
+		a->r = xfer_source_run(a->c, devs, 1, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
+	return NULL;
+}
+
+static void run_ready(bool send_ready)
+{
+	const char *what = send_ready ? "READY" : "no READY";
+	int sv[2];
+	pthread_t t;
+	struct src_arg sa = { 0 };
+	struct xfer_stats st = { 0 };
+	char err[256] = "";
+	bool auth;
+
+	md_init(&rd_src, "memory", 1 << 20, 4096);
+	md_init(&rd_dst, "memory", 1 << 20, 4096);
+	rd_src.dev.ops = &bs_ops;
+	rd_dst.dev.ops = &bs_ops;
+	for (size_t i = 0; i < (1 << 20); i += 67)
+		rd_src.data[i] = (uint8_t)(i | 1);
+	rd_ready_sent = rd_suspended_after_ready = 0;
+	rd_send_ready = send_ready;
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	sa.c = timed_conn(sv[0], "src");
+	rd_conn = timed_conn(sv[1], "dst");
+	pthread_create(&t, NULL, rd_src_thread, &sa);
+	int r = xfer_handshake(rd_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD | XFER_CAP_READY);
+	struct xfer_dest_opts o = { .ctx = &rd_dst, .open = one_dev_open, .ready = rd_ready };
+	struct xfer_hooks h = { .authority = bs_authority };
+	if (r == 0)
+		r = xfer_dest_run(rd_conn, &o, &h, &st, &auth, err, sizeof(err));
+	pthread_join(t, NULL);
+	is_int(r, 0, "%s: destination completed%s%s", what, err[0] ? ": " : "", err);
+	is_int(sa.r, 0, "%s: source completed%s%s", what, sa.err[0] ? ": " : "", sa.err);
+	if (send_ready) {
+		ok(rd_suspended_after_ready, "READY: the source's BeforeSuspend ran only after the destination's READY");
+		ok(sa.st.ready_wait_ns > 0, "READY: the source reports that it waited (%.0f ms)",
+		   (double)sa.st.ready_wait_ns / 1e6);
+	} else {
+		ok(sa.st.ready_wait_ns >= 900000000ull,
+		   "no READY: the freeze waited for the bound, the 1 s receive timeout (%.0f ms), and went ahead",
+		   (double)sa.st.ready_wait_ns / 1e6);
+	}
+	ok(st.blocks_priority >= 1, "%s: the block asked for while the source waited came first", what);
+	ok(memcmp(rd_src.data, rd_dst.data, 1 << 20) == 0, "%s: memory device equal", what);
+	xfer_conn_free(sa.c);
+	xfer_conn_free(rd_conn);
+	md_free(&rd_src);
+	md_free(&rd_dst);
+}
+
 static void test_timeout_setting(void)
 {
 	struct xfer_conn *c;
@@ -1231,6 +1335,9 @@ int main(void)
 	test_break();
 	test_priority();
 	test_requests_during_before_suspend();
+	diag("READY before the freeze (about 1.5 s)");
+	run_ready(true);
+	run_ready(false);
 	test_timeout_setting();
 	diag("stalled peers (a few seconds)");
 	test_stalled_destination();

@@ -132,6 +132,7 @@ struct xfer_stats {
 	uint64_t final_dirty;   /* blocks in the final dirty lists */
 	uint64_t blocks_postcopy; /* source: blocks sent after AUTHORITY */
 	uint64_t dest_resumed_ns; /* source: realtime the destination's VM ran again (RESUMED), 0: unknown */
+	uint64_t ready_wait_ns;   /* source: how long the freeze waited for the destination's READY */
 	uint64_t start_ns, suspend_ns, authority_ns, end_ns;
 };
 

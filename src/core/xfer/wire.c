@@ -254,6 +254,7 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *p, size_t len, stru
 	case XFER_T_DONE:
 	case XFER_T_KEEPALIVE:
 	case XFER_T_RESUMED:
+	case XFER_T_READY:
 		if (h->dev != 0)
 			return -EPROTO;
 		break;
@@ -358,6 +359,7 @@ int xfer_msg_decode(const struct xfer_hdr *h, const uint8_t *p, size_t len, stru
 		return 0;
 	case XFER_T_DONE:
 	case XFER_T_ACK:
+	case XFER_T_READY:
 		return len == 0 ? 0 : -EPROTO;
 	case XFER_T_ABORT:
 		if (len < 4)
@@ -615,7 +617,7 @@ const char *xfer_type_name(uint8_t type)
 		[XFER_T_AUTHORITY] = "AUTHORITY", [XFER_T_COMPLETED] = "COMPLETED",
 		[XFER_T_DONE] = "DONE",       [XFER_T_ABORT] = "ABORT",
 		[XFER_T_ACK] = "ACK",         [XFER_T_KEEPALIVE] = "KEEPALIVE",
-		[XFER_T_RESUMED] = "RESUMED",
+		[XFER_T_RESUMED] = "RESUMED", [XFER_T_READY] = "READY",
 	};
 	if (type < ARRAY_SIZE(names) && names[type])
 		return names[type];

@@ -37,6 +37,8 @@ enum xfer_role { XFER_ROLE_SOURCE = 1, XFER_ROLE_DEST = 2 };
 #define XFER_CAP_SHARED_BASE 0x2u /* holds the shared bases: HAVE lists welcome */
 #define XFER_CAP_READONLY 0x4u    /* source serves read-only devices (registry) */
 #define XFER_CAP_KEEPALIVE 0x8u   /* sends KEEPALIVE when idle, and understands it */
+/* source: understands READY; destination: sends READY (it starts a VM ahead of the handover) */
+#define XFER_CAP_READY 0x10u
 
 enum xfer_type {
 	XFER_T_DEVINFO = 1,
@@ -52,6 +54,7 @@ enum xfer_type {
 	XFER_T_ACK = 11,
 	XFER_T_KEEPALIVE = 12,
 	XFER_T_RESUMED = 13,
+	XFER_T_READY = 14,
 	XFER_T__MAX,
 };
 
