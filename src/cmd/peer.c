@@ -62,6 +62,7 @@ struct peer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool devices_ready, got_authority, dest_done, vm_start_done; /* under lock */
+	bool ready_sent; /* destination, the main thread's: READY went to the source */
 	const struct xfer_dest_opts *dest_o;
 	const struct xfer_hooks *dest_h;
 	struct xfer_stats dest_st;
@@ -217,6 +218,15 @@ static int peer_wait_authority(void *ctx)
 {
 	struct peer *p = ctx;
 	bool ok;
+
+	/*
+	 * The VMM waits for the state (or could not start ahead): the source
+	 * may pause its VM now (READY, docs/protocol.md), not before.
+	 */
+	if (!p->ready_sent && (p->in_conn->hello.caps & XFER_CAP_READY)) {
+		p->ready_sent = true;
+		(void)xfer_send(p->in_conn, XFER_T_READY, 0, 0, 0, NULL, 0);
+	}
 
 	pthread_mutex_lock(&p->lock);
 	while (!p->got_authority && !p->dest_done)
@@ -606,7 +616,8 @@ static int peer_migrate_in(struct peer *p)
 		xfer_tls_free(tls);
 		return r;
 	}
-	r = xfer_handshake(p->in_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD | (p->shared_caps ? XFER_CAP_SHARED_BASE : 0));
+	r = xfer_handshake(p->in_conn, XFER_ROLE_DEST,
+			   XFER_CAP_ZSTD | (p->shared_caps ? XFER_CAP_SHARED_BASE : 0) | (p->vm_mode ? XFER_CAP_READY : 0));
 	if (r < 0) {
 		log_error("cannot migrate from '%s': %s", cfg->transport.raddr, p->in_conn->err);
 		goto out;
@@ -824,7 +835,7 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 	bool auth;
 	int r;
 
-	r = xfer_handshake(c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
+	r = xfer_handshake(c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD | XFER_CAP_READY);
 	if (r < 0) {
 		log_warn("refused '%s': %s", c->peer, c->err);
 		return 0;
@@ -852,6 +863,9 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 		return 1;
 	}
 	format_bytes(st.bytes_data, size, sizeof(size));
+	if (st.ready_wait_ns)
+		log_debug("the suspend waited %.0fms for the destination's VMM to start",
+			  (double)st.ready_wait_ns / 1e6);
 	log_info("migrated %zu devices (%s in %" PRIu64 " blocks, %" PRIu64
 		 " blocks already there) to '%s' in %.2fs: %u dirty cycles, %" PRIu64
 		 " blocks dirty at the suspend, handover after %.0fms of suspension",
