@@ -227,13 +227,13 @@ static int authority_then_load(void *ctx)
 	struct vm_meta meta = { 0 };
 	int r;
 
-	log_debug("VMM ready for the state at %.3f", (double)realtime_ns() / 1e9);
+	log_debug("VMM ready for the state at %.6f", (double)realtime_ns() / 1e9);
 	r = m->wait.fn(m->wait.ctx);
 	if (r < 0) {
 		snprintf(m->hook_err, sizeof m->hook_err, "the migration ended before the VM could run");
 		return r;
 	}
-	log_debug("devices ours at %.3f", (double)realtime_ns() / 1e9);
+	log_debug("devices ours at %.6f", (double)realtime_ns() / 1e9);
 	/* The record, the state and the stamp are read next, one after the other. */
 	if (m->wait.prefetch)
 		vmmig_first_ranges(m, m->wait.prefetch, m->wait.ctx);
@@ -253,9 +253,10 @@ static int authority_then_load(void *ctx)
 	m->meta = meta;
 	m->vm.spec.state_size = meta.state_size;
 	m->vm.spec.state_data = m->state_data;
-	log_debug("snapshot %s checked at %.3f", meta.snapshot_id, (double)realtime_ns() / 1e9);
+	log_debug("snapshot %s checked at %.6f", meta.snapshot_id, (double)realtime_ns() / 1e9);
 	if (m->wait.settle)
 		m->wait.settle(m->wait.ctx);
+	log_debug("settled at %.6f", (double)realtime_ns() / 1e9);
 	return 0;
 }
 
@@ -320,7 +321,7 @@ int vmmig_start(const struct config *cfg, vmmig_path_fn path, void *ctx, int sig
 	if (r == 0)
 		r = m->vm.ops->resume(&m->vm);
 	m->resumed_ns = realtime_ns();
-	log_debug("VM restored and resumed at %.3f", (double)m->resumed_ns / 1e9);
+	log_debug("VM restored and resumed at %.6f", (double)m->resumed_ns / 1e9);
 	if (r < 0 && m->hook_err[0])
 		snprintf(err, errlen, "%s", m->hook_err);
 	else if (r < 0)
@@ -332,7 +333,7 @@ int vmmig_after_resume(struct vmmig *m, char *err, size_t errlen)
 {
 	int r = after_resume(m, err, errlen);
 
-	log_debug("AfterResume answered at %.3f", (double)realtime_ns() / 1e9);
+	log_debug("AfterResume answered at %.6f", (double)realtime_ns() / 1e9);
 	return r;
 }
 
@@ -427,7 +428,7 @@ int vmmig_before_suspend(struct vmmig *m, char *err, size_t errlen)
 	char why[512];
 	int r, fd;
 
-	log_debug("BeforeSuspend at %.3f", (double)realtime_ns() / 1e9);
+	log_debug("BeforeSuspend at %.6f", (double)realtime_ns() / 1e9);
 	fd = vm->ops->agent_connect(vm, deadline);
 	r = fd < 0 ? fd : vm_agent_call(fd, vm->pidfd, "BeforeSuspend", deadline, why, sizeof why);
 	if (fd >= 0)
