@@ -906,8 +906,75 @@ static void *prio_src_thread(void *p)
  * announced (its VMM reads its kernel); the source answers it while its
  * BeforeSuspend waits for the guest, not after AUTHORITY.
  */
-static struct memdev bs_src, bs_dst;
-static struct xfer_conn *bs_conn;
+/*
+ * A post-copy migration of one 1 MiB memory device between two threads over
+ * a socketpair, with the source's BeforeSuspend and the destination's
+ * ready hook (at DEVS_DONE) given; pc_conn is the destination's
+ * connection, for those hooks.
+ */
+struct pc_run {
+	int (*before_suspend)(void *ctx);
+	int (*ready)(void *ctx);
+	uint32_t src_caps, dst_caps;
+	bool timed; /* receive timeouts of 1 s on both sides */
+	struct memdev src, dst;
+	struct src_arg sa; /* the source's result */
+	struct xfer_stats st; /* the destination's */
+	char err[256];
+	int r;
+};
+static struct xfer_conn *pc_conn;
+static const struct xfer_dev_ops bs_ops;
+static int bs_authority(void *ctx, const uint8_t *d, size_t n);
+
+static void *pc_src_thread(void *p)
+{
+	struct pc_run *run = p;
+	struct src_arg *a = &run->sa;
+	struct xfer_dev *devs[1] = { &run->src.dev };
+	struct xfer_hooks h = { .before_suspend = run->before_suspend, .suspend = h_suspend_plain,
+				.handover = h_handover };
+	struct xfer_source_opts o = { .postcopy = true };
+
+	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, run->src_caps);
+	if (a->r == 0)
+		a->r = xfer_source_run(a->c, devs, 1, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
+	return NULL;
+}
+
+/* Run the migration; the caller checks RUN's results, then calls pc_free. */
+static void pc_run(struct pc_run *run, size_t stride)
+{
+	int sv[2];
+	pthread_t t;
+	bool auth;
+
+	md_init(&run->src, "memory", 1 << 20, 4096);
+	md_init(&run->dst, "memory", 1 << 20, 4096);
+	run->src.dev.ops = &bs_ops;
+	run->dst.dev.ops = &bs_ops;
+	for (size_t i = 0; i < (1 << 20); i += stride)
+		run->src.data[i] = (uint8_t)(i | 1);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	run->sa.c = run->timed ? timed_conn(sv[0], "src") : xfer_conn_from_fd(sv[0], "src");
+	pc_conn = run->timed ? timed_conn(sv[1], "dst") : xfer_conn_from_fd(sv[1], "dst");
+	pthread_create(&t, NULL, pc_src_thread, run);
+	run->r = xfer_handshake(pc_conn, XFER_ROLE_DEST, run->dst_caps);
+	struct xfer_dest_opts o = { .ctx = &run->dst, .open = one_dev_open, .ready = run->ready };
+	struct xfer_hooks h = { .authority = bs_authority };
+	if (run->r == 0)
+		run->r = xfer_dest_run(pc_conn, &o, &h, &run->st, &auth, run->err, sizeof(run->err));
+	pthread_join(t, NULL);
+}
+
+static void pc_free(struct pc_run *run)
+{
+	xfer_conn_free(run->sa.c);
+	xfer_conn_free(pc_conn);
+	md_free(&run->src);
+	md_free(&run->dst);
+}
+
 static int bs_delivered, bs_before_auth, bs_served_in_hook;
 
 static int bs_deliver(struct xfer_dev *d, uint64_t b, const void *data, size_t len)
@@ -931,7 +998,7 @@ static const struct xfer_dev_ops bs_ops = {
 static int bs_ready(void *ctx)
 {
 	(void)ctx;
-	return xfer_request(bs_conn, 1, 200, 1);
+	return xfer_request(pc_conn, 1, 200, 1);
 }
 
 /* The guest takes its time: up to 3 s, or until the block asked for arrived. */
@@ -953,55 +1020,19 @@ static int bs_authority(void *ctx, const uint8_t *d, size_t n)
 	return 0;
 }
 
-static void *bs_src_thread(void *p)
-{
-	struct src_arg *a = p;
-	struct xfer_dev *devs[1] = { &bs_src.dev };
-	struct xfer_hooks h = { .before_suspend = bs_before_suspend, .suspend = h_suspend_plain,
-				.handover = h_handover };
-	struct xfer_source_opts o = { .postcopy = true };
-
-	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD);
-	if (a->r == 0)
-		a->r = xfer_source_run(a->c, devs, 1, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
-	return NULL;
-}
-
 static void test_requests_during_before_suspend(void)
 {
-	int sv[2];
-	pthread_t t;
-	struct src_arg sa = { 0 };
-	struct xfer_stats st = { 0 };
-	char err[256] = "";
-	bool auth;
+	struct pc_run run = { .before_suspend = bs_before_suspend, .ready = bs_ready,
+			      .src_caps = XFER_CAP_ZSTD, .dst_caps = XFER_CAP_ZSTD };
 
-	md_init(&bs_src, "memory", 1 << 20, 4096);
-	md_init(&bs_dst, "memory", 1 << 20, 4096);
-	bs_src.dev.ops = &bs_ops;
-	bs_dst.dev.ops = &bs_ops;
-	for (size_t i = 0; i < (1 << 20); i += 61)
-		bs_src.data[i] = (uint8_t)(i | 1);
 	bs_delivered = bs_before_auth = bs_served_in_hook = authority_seen = 0;
-	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
-	sa.c = xfer_conn_from_fd(sv[0], "src");
-	bs_conn = xfer_conn_from_fd(sv[1], "dst");
-	pthread_create(&t, NULL, bs_src_thread, &sa);
-	int r = xfer_handshake(bs_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD);
-	struct xfer_dest_opts o = { .ctx = &bs_dst, .open = one_dev_open, .ready = bs_ready };
-	struct xfer_hooks h = { .authority = bs_authority };
-	if (r == 0)
-		r = xfer_dest_run(bs_conn, &o, &h, &st, &auth, err, sizeof(err));
-	pthread_join(t, NULL);
-	is_int(r, 0, "BeforeSuspend: destination completed%s%s", err[0] ? ": " : "", err);
-	is_int(sa.r, 0, "BeforeSuspend: source completed%s%s", sa.err[0] ? ": " : "", sa.err);
+	pc_run(&run, 61);
+	is_int(run.r, 0, "BeforeSuspend: destination completed%s%s", run.err[0] ? ": " : "", run.err);
+	is_int(run.sa.r, 0, "BeforeSuspend: source completed%s%s", run.sa.err[0] ? ": " : "", run.sa.err);
 	ok(bs_served_in_hook && bs_before_auth,
 	   "post-copy: a block asked for while BeforeSuspend waits arrives before it ends, before AUTHORITY");
-	ok(memcmp(bs_src.data, bs_dst.data, 1 << 20) == 0, "BeforeSuspend: memory device equal");
-	xfer_conn_free(sa.c);
-	xfer_conn_free(bs_conn);
-	md_free(&bs_src);
-	md_free(&bs_dst);
+	ok(memcmp(run.src.data, run.dst.data, 1 << 20) == 0, "BeforeSuspend: memory device equal");
+	pc_free(&run);
 }
 
 static void test_priority(void)
@@ -1204,8 +1235,6 @@ static void test_unanswered(void)
  * that never says it holds the freeze up only as long as the bound (the
  * receive timeout here, 1 s).
  */
-static struct memdev rd_src, rd_dst;
-static struct xfer_conn *rd_conn;
 static int rd_ready_sent, rd_suspended_after_ready, rd_send_ready;
 
 static void *rd_ready_thread(void *arg)
@@ -1213,7 +1242,7 @@ static void *rd_ready_thread(void *arg)
 	(void)arg;
 	usleep(300 * 1000); /* the VMM starting */
 	__atomic_store_n(&rd_ready_sent, 1, __ATOMIC_SEQ_CST);
-	(void)xfer_send(rd_conn, XFER_T_READY, 0, 0, 0, NULL, 0);
+	(void)xfer_send(pc_conn, XFER_T_READY, 0, 0, 0, NULL, 0);
 	return NULL;
 }
 
@@ -1224,7 +1253,7 @@ static int rd_ready(void *ctx)
 	(void)ctx;
 	if (rd_send_ready && pthread_create(&t, NULL, rd_ready_thread, NULL) == 0)
 		pthread_detach(t);
-	return xfer_request(rd_conn, 1, 7, 1); /* what a starting VMM reads */
+	return xfer_request(pc_conn, 1, 7, 1); /* what a starting VMM reads */
 }
 
 static int rd_before_suspend(void *ctx)
@@ -1234,65 +1263,30 @@ static int rd_before_suspend(void *ctx)
 	return 0;
 }
 
-static void *rd_src_thread(void *p)
-{
-	struct src_arg *a = p;
-	struct xfer_dev *devs[1] = { &rd_src.dev };
-	struct xfer_hooks h = { .before_suspend = rd_before_suspend, .suspend = h_suspend_plain,
-				.handover = h_handover };
-	struct xfer_source_opts o = { .postcopy = true };
-
-	a->r = xfer_handshake(a->c, XFER_ROLE_SOURCE, XFER_CAP_ZSTD | XFER_CAP_READY);
-	if (a->r == 0)
-		a->r = xfer_source_run(a->c, devs, 1, &o, &h, &a->st, &a->auth, a->err, sizeof(a->err));
-	return NULL;
-}
-
 static void run_ready(bool send_ready)
 {
 	const char *what = send_ready ? "READY" : "no READY";
-	int sv[2];
-	pthread_t t;
-	struct src_arg sa = { 0 };
-	struct xfer_stats st = { 0 };
-	char err[256] = "";
-	bool auth;
+	struct pc_run run = { .before_suspend = rd_before_suspend, .ready = rd_ready, .timed = true,
+			      .src_caps = XFER_CAP_ZSTD | XFER_CAP_READY,
+			      .dst_caps = XFER_CAP_ZSTD | XFER_CAP_READY };
 
-	md_init(&rd_src, "memory", 1 << 20, 4096);
-	md_init(&rd_dst, "memory", 1 << 20, 4096);
-	rd_src.dev.ops = &bs_ops;
-	rd_dst.dev.ops = &bs_ops;
-	for (size_t i = 0; i < (1 << 20); i += 67)
-		rd_src.data[i] = (uint8_t)(i | 1);
 	rd_ready_sent = rd_suspended_after_ready = 0;
 	rd_send_ready = send_ready;
-	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
-	sa.c = timed_conn(sv[0], "src");
-	rd_conn = timed_conn(sv[1], "dst");
-	pthread_create(&t, NULL, rd_src_thread, &sa);
-	int r = xfer_handshake(rd_conn, XFER_ROLE_DEST, XFER_CAP_ZSTD | XFER_CAP_READY);
-	struct xfer_dest_opts o = { .ctx = &rd_dst, .open = one_dev_open, .ready = rd_ready };
-	struct xfer_hooks h = { .authority = bs_authority };
-	if (r == 0)
-		r = xfer_dest_run(rd_conn, &o, &h, &st, &auth, err, sizeof(err));
-	pthread_join(t, NULL);
-	is_int(r, 0, "%s: destination completed%s%s", what, err[0] ? ": " : "", err);
-	is_int(sa.r, 0, "%s: source completed%s%s", what, sa.err[0] ? ": " : "", sa.err);
+	pc_run(&run, 67);
+	is_int(run.r, 0, "%s: destination completed%s%s", what, run.err[0] ? ": " : "", run.err);
+	is_int(run.sa.r, 0, "%s: source completed%s%s", what, run.sa.err[0] ? ": " : "", run.sa.err);
 	if (send_ready) {
 		ok(rd_suspended_after_ready, "READY: the source's BeforeSuspend ran only after the destination's READY");
-		ok(sa.st.ready_wait_ns > 0, "READY: the source reports that it waited (%.0f ms)",
-		   (double)sa.st.ready_wait_ns / 1e6);
+		ok(run.sa.st.ready_wait_ns > 0, "READY: the source reports that it waited (%.0f ms)",
+		   (double)run.sa.st.ready_wait_ns / 1e6);
 	} else {
-		ok(sa.st.ready_wait_ns >= 900000000ull,
+		ok(run.sa.st.ready_wait_ns >= 900000000ull,
 		   "no READY: the freeze waited for the bound, the 1 s receive timeout (%.0f ms), and went ahead",
-		   (double)sa.st.ready_wait_ns / 1e6);
+		   (double)run.sa.st.ready_wait_ns / 1e6);
 	}
-	ok(st.blocks_priority >= 1, "%s: the block asked for while the source waited came first", what);
-	ok(memcmp(rd_src.data, rd_dst.data, 1 << 20) == 0, "%s: memory device equal", what);
-	xfer_conn_free(sa.c);
-	xfer_conn_free(rd_conn);
-	md_free(&rd_src);
-	md_free(&rd_dst);
+	ok(run.st.blocks_priority >= 1, "%s: the block asked for while the source waited came first", what);
+	ok(memcmp(run.src.data, run.dst.data, 1 << 20) == 0, "%s: memory device equal", what);
+	pc_free(&run);
 }
 
 static void test_timeout_setting(void)
