@@ -864,7 +864,7 @@ static int peer_session(void *ctx, struct xfer_conn *c)
 	}
 	format_bytes(st.bytes_data, size, sizeof(size));
 	if (st.ready_wait_ns)
-		log_debug("the suspend waited %.0fms for the destination's VMM to start",
+		log_debug("the suspend waited %.1fms for the destination's VMM to start",
 			  (double)st.ready_wait_ns / 1e6);
 	log_info("migrated %zu devices (%s in %" PRIu64 " blocks, %" PRIu64
 		 " blocks already there) to '%s' in %.2fs: %u dirty cycles, %" PRIu64
