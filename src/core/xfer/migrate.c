@@ -448,21 +448,29 @@ static int src_hook_serving(struct src *s, int (*fn)(void *ctx))
 	return r < 0 ? r : h.r;
 }
 
-/* Wait up to NS, serving priority requests meanwhile. */
-static int src_throttle(struct src *s, uint64_t ns)
+/*
+ * Wait until END (monotonic) or until *DONE (under s->lock; NULL: never),
+ * serving priority requests meanwhile.
+ */
+static int src_wait_serving(struct src *s, uint64_t end, const bool *done)
 {
-	uint64_t end = now_ns() + ns;
-
 	for (;;) {
 		int r = src_serve_priority(s);
 		if (r < 0)
 			return r;
 		pthread_mutex_lock(&s->lock);
-		bool more = s->failed || (s->pq_len ? now_ns() < end : src_wait_until(s, end));
+		bool more = s->failed ||
+			    (!(done && *done) && (s->pq_len ? now_ns() < end : src_wait_until(s, end)));
 		pthread_mutex_unlock(&s->lock);
 		if (!more)
 			return 0;
 	}
+}
+
+/* Wait up to NS, serving priority requests meanwhile. */
+static int src_throttle(struct src *s, uint64_t ns)
+{
+	return src_wait_serving(s, now_ns() + ns, NULL);
 }
 
 /*
@@ -484,19 +492,8 @@ static int64_t src_wait_ready(struct src *s)
 		return 0;
 	if (deadline && deadline < end)
 		end = deadline;
-	for (;;) {
-		int r = src_serve_priority(s);
-		if (r < 0)
-			return r;
-		pthread_mutex_lock(&s->lock);
-		bool more = !s->failed && !s->dest_ready && (s->pq_len ? now_ns() < end : src_wait_until(s, end));
-		r = s->failed;
-		pthread_mutex_unlock(&s->lock);
-		if (r < 0)
-			return r;
-		if (!more)
-			return (int64_t)(now_ns() - start);
-	}
+	int r = src_wait_serving(s, end, &s->dest_ready);
+	return r < 0 ? r : (int64_t)(now_ns() - start);
 }
 
 static int src_send_list(struct src *s, struct src_dev *sd, const uint64_t *blocks, size_t n,
