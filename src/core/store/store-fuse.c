@@ -87,6 +87,9 @@ struct fuse_state {
 	struct store_bitmap *drop; /* per destination device: blocks whose pages go */
 	uint64_t drop_queued, drop_done; /* requests so far, and how many are done */
 	bool drop_stop;
+	/* per destination device: blocks dropped and not read in again since (see warm) */
+	struct store_bitmap *refill;
+	bool warm_pending; /* the prefill stopped, or a refill block arrived since */
 	pthread_t dropper;
 	bool dropping; /* the thread exists */
 };
@@ -496,10 +499,64 @@ static void changed(void *ctx, struct store_device *dev, uint64_t off, uint64_t 
 }
 
 /*
+ * Once the prefill stopped (the VM loads next, and runs): read in again the
+ * dropped blocks that are back, a run of them at a time, as the VM would
+ * have to on its first touch of each page (a FUSE read in its way; 30-50
+ * such faults in the first 100 ms after the resume in bench/migrate). A
+ * read only fills the pages not cached, so unlike the prefill's copy it
+ * never replaces what the VM wrote. The readahead asks for the pages and
+ * returns, the workers answer. Called with drop_lock held.
+ */
+static void warm(struct fuse_state *s)
+{
+	for (size_t i = 0; i < s->e->n; i++) {
+		struct store_bitmap *q = &s->refill[i];
+		struct store_wait *w = store_device_wait(s->e->devs[i]);
+		uint32_t bs = store_device_block_size(s->e->devs[i]);
+		uint64_t b = 0, end;
+
+		if (!q->words || s->held[i] < 0)
+			continue;
+		while ((b = store_bitmap_next(q, b)) != UINT64_MAX) {
+			for (end = b; end < q->nbits && store_bitmap_test(q, end) && store_wait_present(w, end);
+			     end++)
+				store_bitmap_clear(q, end);
+			if (end == b) {
+				b++; /* not back yet: its arrival asks again */
+				continue;
+			}
+			pthread_mutex_unlock(&s->drop_lock);
+			(void)posix_fadvise(s->held[i], (off_t)(b * bs), (off_t)((end - b) * bs),
+			                    POSIX_FADV_WILLNEED);
+			pthread_mutex_lock(&s->drop_lock);
+			b = end;
+		}
+	}
+}
+
+/* A delivery after the prefill's stop wrote BLOCK: read it in if a dirty list had dropped it. */
+static void arrived_late(void *ctx, struct store_device *dev, uint64_t block)
+{
+	struct fuse_state *s = ctx;
+
+	for (size_t i = 0; i < s->e->n; i++) {
+		if (s->e->devs[i] != dev || !s->refill[i].words)
+			continue;
+		pthread_mutex_lock(&s->drop_lock);
+		if (block < s->refill[i].nbits && store_bitmap_test(&s->refill[i], block)) {
+			s->warm_pending = true;
+			pthread_cond_signal(&s->drop_cond);
+		}
+		pthread_mutex_unlock(&s->drop_lock);
+	}
+}
+
+/*
  * Drop the pages of the blocks queued by changed(), a run of blocks at a
- * time. The kernel waits for the lock of each page, which a reader holds
- * until all of its read is answered, maybe after a block that only the
- * session queueing these can deliver: that session must not wait here.
+ * time, and read them in again when asked (warm). The kernel waits for the
+ * lock of each page, which a reader holds until all of its read is
+ * answered, maybe after a block that only the session queueing these can
+ * deliver: that session must not wait here.
  */
 static void *dropper(void *arg)
 {
@@ -508,10 +565,15 @@ static void *dropper(void *arg)
 	thread_name("fuse-drop");
 	pthread_mutex_lock(&s->drop_lock);
 	for (;;) {
-		while (!s->drop_stop && s->drop_done == s->drop_queued)
+		while (!s->drop_stop && s->drop_done == s->drop_queued && !s->warm_pending)
 			pthread_cond_wait(&s->drop_cond, &s->drop_lock);
 		if (s->drop_stop)
 			break;
+		if (s->drop_done == s->drop_queued) {
+			s->warm_pending = false;
+			warm(s);
+			continue;
+		}
 		uint64_t upto = s->drop_queued;
 		for (size_t i = 0; i < s->e->n; i++) {
 			struct store_bitmap *q = &s->drop[i];
@@ -519,8 +581,10 @@ static void *dropper(void *arg)
 			uint64_t b = 0, end;
 
 			while ((b = store_bitmap_next(q, b)) != UINT64_MAX) {
-				for (end = b; end < q->nbits && store_bitmap_test(q, end); end++)
+				for (end = b; end < q->nbits && store_bitmap_test(q, end); end++) {
 					store_bitmap_clear(q, end);
+					store_bitmap_set(&s->refill[i], end);
+				}
 				pthread_mutex_unlock(&s->drop_lock);
 				(void)fuse_lowlevel_notify_inval_inode(s->se, FIRST_DEV_INO + i,
 				                                       (off_t)(b * bs), (off_t)((end - b) * bs));
@@ -560,10 +624,16 @@ static void drop_stop(struct fuse_state *s)
 		pthread_join(s->dropper, NULL);
 		s->dropping = false;
 	}
-	for (size_t i = 0; s->drop && i < s->e->n; i++)
-		store_bitmap_free(&s->drop[i]);
+	for (size_t i = 0; i < s->e->n; i++) {
+		if (s->drop)
+			store_bitmap_free(&s->drop[i]);
+		if (s->refill)
+			store_bitmap_free(&s->refill[i]);
+	}
 	free(s->drop);
+	free(s->refill);
 	s->drop = NULL;
+	s->refill = NULL;
 }
 
 /* A destination's devices get a dropper. */
@@ -573,12 +643,14 @@ static int drop_start(struct fuse_state *s)
 	bool any = false;
 
 	s->drop = calloc(e->n ? e->n : 1, sizeof(*s->drop));
-	if (!s->drop)
+	s->refill = calloc(e->n ? e->n : 1, sizeof(*s->refill));
+	if (!s->drop || !s->refill)
 		return -ENOMEM;
 	for (size_t i = 0; i < e->n; i++) {
 		if (!store_device_wait(e->devs[i]))
 			continue;
-		if (store_bitmap_init(&s->drop[i], store_device_blocks(e->devs[i])) < 0)
+		if (store_bitmap_init(&s->drop[i], store_device_blocks(e->devs[i])) < 0 ||
+		    store_bitmap_init(&s->refill[i], store_device_blocks(e->devs[i])) < 0)
 			return -ENOMEM;
 		any = true;
 	}
@@ -734,6 +806,40 @@ static void fill_join(struct fuse_state *s)
 	s->filling = false;
 }
 
+/*
+ * Stop the prefill: once this returns no copy runs or starts, so none can
+ * overwrite what the VM writes. With WARM the dropped blocks that are back,
+ * and those that arrive from now on, are read in instead (see warm).
+ */
+static void fill_stop(struct fuse_state *s, bool warm)
+{
+	struct store_expose *e = s->e;
+
+	for (size_t k = 0; k < e->n; k++)
+		store_device_set_stored(e->devs[k], warm && s->refill[k].words ? arrived_late : NULL, s);
+	pthread_mutex_lock(&s->fill_lock);
+	__atomic_store_n(&s->fill_stop, true, __ATOMIC_RELEASE);
+	pthread_cond_signal(&s->fill_cond);
+	pthread_mutex_unlock(&s->fill_lock);
+	/*
+	 * A copier at SCHED_IDLE that holds fill_copy gets a core only when
+	 * nothing else wants one, which in a handover can be milliseconds
+	 * (0-4.9 ms of the pause in bench/migrate, six rounds): it finishes
+	 * at the normal class, and ends.
+	 */
+	struct sched_param normal = { 0 };
+	(void)pthread_setschedparam(s->filler, SCHED_OTHER, &normal);
+	pthread_mutex_lock(&s->fill_copy);
+	pthread_mutex_unlock(&s->fill_copy);
+	if (warm) {
+		/* the dropped blocks back already, while the VM loads */
+		pthread_mutex_lock(&s->drop_lock);
+		s->warm_pending = true;
+		pthread_cond_signal(&s->drop_cond);
+		pthread_mutex_unlock(&s->drop_lock);
+	}
+}
+
 static int fuse_prefill(struct store_expose *e, size_t i)
 {
 	struct fuse_state *s = e->priv;
@@ -781,29 +887,13 @@ static int fuse_prefill(struct store_expose *e, size_t i)
 		return 0;
 	}
 	/*
-	 * Stop: once this returns no copy runs or starts, so none can overwrite
-	 * what the VM writes. It waits for the copy under way, if any, not for
-	 * the thread: waking it up to see the stop took up to 3.5 ms of a
-	 * handover with both cores busy. fuse_stop joins it.
+	 * Stop: it waits for the copy under way, if any, not for the thread:
+	 * waking it up to see the stop took up to 3.5 ms of a handover with
+	 * both cores busy. fuse_stop joins it.
 	 */
 	if (!s || !s->filling)
 		return 0;
-	for (size_t k = 0; k < e->n; k++)
-		store_device_set_stored(e->devs[k], NULL, NULL);
-	pthread_mutex_lock(&s->fill_lock);
-	__atomic_store_n(&s->fill_stop, true, __ATOMIC_RELEASE);
-	pthread_cond_signal(&s->fill_cond);
-	pthread_mutex_unlock(&s->fill_lock);
-	/*
-	 * A copier at SCHED_IDLE that holds fill_copy gets a core only when
-	 * nothing else wants one, which in a handover can be milliseconds
-	 * (0-4.9 ms of the pause in bench/migrate, six rounds): it finishes
-	 * at the normal class, and ends.
-	 */
-	struct sched_param normal = { 0 };
-	(void)pthread_setschedparam(s->filler, SCHED_OTHER, &normal);
-	pthread_mutex_lock(&s->fill_copy);
-	pthread_mutex_unlock(&s->fill_copy);
+	fill_stop(s, s->dropping);
 	return 0;
 }
 
@@ -820,7 +910,8 @@ static void fuse_stop(struct store_expose *e)
 			store_wait_fail(store_device_wait(e->devs[i]), -EIO);
 	}
 	/* the filler and the dropper may wait for a page a worker is reading: after the reads failed */
-	(void)fuse_prefill(e, SIZE_MAX);
+	if (s->filling)
+		fill_stop(s, false);
 	fill_join(s);
 	drop_stop(s);
 	/* while the workers still answer the close */
