@@ -397,7 +397,9 @@ const char *store_expose_kind_name(const struct store_expose *e);
  * page in turn. Only while nothing writes through the exposure (a VM that
  * has not run yet): a copy could overwrite a write still in the cache.
  * Other backends: nothing to do (0). store_expose_prefill_stop ends it for
- * every device and returns once no copy is underway any more.
+ * every device and returns once no copy is underway any more; from then on
+ * the blocks that dirty lists dropped are read into the cache as they come
+ * back (a read fills only pages the kernel does not hold).
  */
 int store_expose_prefill_start(struct store_expose *e, size_t i);
 void store_expose_prefill_stop(struct store_expose *e);
