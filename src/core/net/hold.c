@@ -77,6 +77,7 @@ struct net_hold {
 	uint64_t window_start;
 	struct net_hold_stats win, total;
 	struct mnl_socket *nl;
+	struct nl_sock *rt; /* route netlink, for the neighbour table (NULL: opened when needed) */
 	uint32_t portid;
 	uint32_t max_id;
 	bool any;
@@ -368,14 +369,11 @@ static int hold_engage(struct net_hold *h)
  */
 static void learn_neighbours(struct net_hold *h)
 {
-	struct nl_sock *sk = NULL;
-
-	if (net_nl_open(&sk) < 0)
+	if (!h->rt && net_nl_open(&h->rt) < 0)
 		return;
-	(void)net_neigh_flush(sk, h->ifname);
+	(void)net_neigh_flush(h->rt, h->ifname);
 	for (unsigned i = 0; h->have_mac && i < h->n_dests; i++)
-		(void)net_neigh_set(sk, h->ifname, &h->dests[i], h->guest_mac);
-	net_nl_close(sk);
+		(void)net_neigh_set(h->rt, h->ifname, &h->dests[i], h->guest_mac);
 }
 
 static int hold_disengage(struct net_hold *h, bool expired)
@@ -503,6 +501,9 @@ static int hold_setup(struct net_hold *h)
 	r = commit_hold(h, false);
 	if (r < 0)
 		remove_tables();
+	/* opening it at the release took 0.04-0.15 ms of a migration's pause */
+	if (r >= 0 && net_nl_open(&h->rt) < 0)
+		h->rt = NULL;
 	return r;
 }
 
@@ -518,6 +519,8 @@ static void *hold_thread(void *arg)
 	if (h->start_err >= 0)
 		hold_serve(h);
 	h->nl = NULL;
+	net_nl_close(h->rt);
+	h->rt = NULL;
 	return NULL;
 }
 
