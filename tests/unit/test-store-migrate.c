@@ -466,7 +466,9 @@ static void test_prefill(void)
 	memset(buf, 'k', BS);
 	store_device_deliver(dst, 11, buf, BS);
 	ok(cached_soon(m, 11, true), "prefill: block 11 is back");
-	char *w = fd >= 0 ? mmap(NULL, BS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 11 * BS) : MAP_FAILED;
+	char *w = MAP_FAILED;
+	if (fd >= 0)
+		w = mmap(NULL, BS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 11 * BS);
 	ok(w != MAP_FAILED, "prefill: block 11 mapped for writing");
 	if (w != MAP_FAILED)
 		w[0] = 'W';

@@ -518,9 +518,11 @@ static void warm(struct fuse_state *s)
 		if (!q->words || s->held[i] < 0)
 			continue;
 		while ((b = store_bitmap_next(q, b)) != UINT64_MAX) {
-			for (end = b; end < q->nbits && store_bitmap_test(q, end) && store_wait_present(w, end);
-			     end++)
+			for (end = b; end < q->nbits && store_bitmap_test(q, end); end++) {
+				if (!store_wait_present(w, end))
+					break;
 				store_bitmap_clear(q, end);
+			}
 			if (end == b) {
 				b++; /* not back yet: its arrival asks again */
 				continue;
@@ -815,8 +817,10 @@ static void fill_stop(struct fuse_state *s, bool warm)
 {
 	struct store_expose *e = s->e;
 
-	for (size_t k = 0; k < e->n; k++)
-		store_device_set_stored(e->devs[k], warm && s->refill[k].words ? arrived_late : NULL, s);
+	for (size_t k = 0; k < e->n; k++) {
+		bool late = warm && s->refill[k].words;
+		store_device_set_stored(e->devs[k], late ? arrived_late : NULL, s);
+	}
 	pthread_mutex_lock(&s->fill_lock);
 	__atomic_store_n(&s->fill_stop, true, __ATOMIC_RELEASE);
 	pthread_cond_signal(&s->fill_cond);
