@@ -122,11 +122,20 @@ like "killed VMM: one clear line" "$err" '^drafter-runner: VM stopped unexpected
 ok "killed VMM: config unchanged" cmp -s "$pkg/config.json" "$T/config.before"
 is "killed VMM: no working copies left" "$(ls -a "$pkg" | grep -c drafter-)" 0
 
-# This one through the subcommand syntax, with the devices shown through FUSE when possible.
-expose=()
+# This one through the subcommand syntax, with the devices shown through FUSE when possible,
+# and QEMU's opens of files traced (strace, when there is one).
+expose=() traced=()
 [ -e /dev/fuse ] && expose=(--exposure fuse --mount-dir "$T/mnt")
+if command -v strace >/dev/null; then
+	printf '#!/bin/sh\nexec strace -f -qq --seccomp-bpf -e trace=openat -o %s/qemu-opens qemu-system-x86_64 "$@"\n' \
+		"$T" >"$T/qemu-traced"
+	chmod +x "$T/qemu-traced"
+	traced=(--qemu-bin "$T/qemu-traced")
+	# strace killed by a failed run would leave its QEMU running
+	cleanup_fn "pkill -KILL -f 'qemu-system-x86_64 .*$T/mnt' || true"
+fi
 drafter run --netns $nsa --devices "$devices_run" --no-enable-output --log-level debug "${expose[@]}" \
-	>run3.err.out 2>run3.err &
+	"${traced[@]}" >run3.err.out 2>run3.err &
 runpid=$!
 pids="$pids $runpid"
 l3=$(query $nsa)
@@ -136,6 +145,18 @@ if [ ${#expose[@]} -gt 0 ]; then
 	like "run 3: memory and disk exposed through FUSE" "$(tr '\0' ' ' </proc/$(vmm_of $runpid)/cmdline)" "mem-path=$T/mnt/[^,]*/memory,"
 else
 	skip "run 3: no /dev/fuse"
+fi
+if [ ${#traced[@]} -gt 0 ]; then
+	# With QEMU's default auto-read-only the disk would be opened read-only while QEMU waits
+	# for the state and again for writing as the state loads: a round trip to the exposure
+	# inside a migration's pause. Opened for writing at the start, it is not opened again.
+	opens=$(grep 'openat(.*/mnt/[^"]*/disk", ' "$T/qemu-opens" | grep -v O_NONBLOCK)
+	like "run 3: QEMU opens the disk for writing from its start" "$(echo "$opens" | head -1)" \
+		'^[0-9]+ +openat\(.*O_RDWR'
+	is "run 3: ... and not again as the state loads" "$(echo "$opens" | grep -c .)" 1
+else
+	skip "run 3: no strace to trace QEMU's opens"
+	skip "run 3: no strace to trace QEMU's opens"
 fi
 kill -INT $runpid
 wait $runpid

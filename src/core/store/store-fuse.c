@@ -400,8 +400,7 @@ static const struct fuse_lowlevel_ops fuse_ops = {
 	 * No flush: the kernel writes a file's dirty pages back on every close
 	 * whether or not there is one, and the FLUSH that follows had nothing
 	 * left to do here. Without it the kernel stops sending FLUSH after the
-	 * first ENOSYS, which saves a round trip per close (QEMU closes and
-	 * reopens its disks when it loads a migrated state).
+	 * first ENOSYS, which saves a round trip per close.
 	 */
 	.release = op_release,
 	.fsync = op_fsync,

@@ -183,7 +183,7 @@ static void build_argv(struct vm *vm, struct argv_buf *a, int qmp_fd, int live_f
 	for (size_t i = 0; i < m->n_disks; i++) {
 		_cleanup_free_ char *p = qemu_escape(vm->spec.disk_paths[i]);
 		add(a, "-drive");
-		addf(a, "file=%s,if=none,id=drive%zu,format=raw,discard=unmap", p, i);
+		addf(a, "file=%s,if=none,id=drive%zu,format=raw,discard=unmap,auto-read-only=off", p, i);
 		add(a, "-device");
 		addf(a, "%s,drive=drive%zu", mmio ? "virtio-blk-device" : "virtio-blk-pci", i);
 	}
