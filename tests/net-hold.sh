@@ -2,7 +2,9 @@
 # Holding a guest's inbound packets (the API the VM layer calls around a
 # suspend): a TCP connection kept open across a hold window survives and
 # loses no bytes; nothing reaches the guest while held; an overflowing queue
-# drops instead of blocking; the window ends on its own at its maximum length.
+# drops instead of blocking; the flow whose latest packet came last is
+# released first, each flow in order; the window ends on its own at its
+# maximum length.
 # A hold prepared ahead of time diverts nothing until engaged (the engage
 # cost is reported), can hold several windows, holds a client running inside
 # the namespace too (before it resolves the guest's address), gives the
@@ -118,6 +120,19 @@ sleep 0.5
 got=$(( $(wc -l <"$T/udp") - 1 ))
 ok "after release, some held datagrams arrive (got $got)" test "$got" -ge 1
 ok "and no more than the queue held (got $got of 50, queue 8)" test "$got" -le 8
+
+# --- the freshest flow first ---
+# Five datagrams from three flows (source ports): A1 B1 A2 C1 B2. Released,
+# the flow whose last packet came last goes first, each flow in order.
+spawn ip netns exec "${P}g0" socat -u UDP-RECV:9202 OPEN:"$T/order",creat,trunc
+wait_port "${P}g0" udp 9202
+ok "hold starts" start_hold
+for d in A1:5001 B1:5002 A2:5001 C1:5003 B2:5002; do
+	echo "${d%:*}" | in_host socat -u - UDP:$HVI:9202,sourceport=${d#*:}
+done
+release_hold
+wait_size "$T/order" 15 >/dev/null
+is "released: the latest flow first, each flow in order" "$(tr '\n' ' ' <"$T/order")" "B1 B2 C1 A1 A2 "
 
 # --- the window's maximum length ---
 rm -f "$T/recv"

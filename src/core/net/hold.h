@@ -2,8 +2,10 @@
  * Holding a guest's inbound packets while it is paused (local suspend and
  * resume, migration): during a window, packets for the guest's TAP, whether
  * the namespace forwards them or sends them itself, wait in an NFQUEUE
- * instead of being lost or answered with errors, and are released in order
- * afterwards, so that TCP connections only see a delay. The queue is bounded
+ * instead of being lost or answered with errors, and are released afterwards,
+ * each flow's packets in order and the flow whose latest packet came last
+ * first, so that TCP connections only see a delay and the clients still
+ * waiting are served before those that gave up. The queue is bounded
  * (overflow drops, it never blocks the sender) and a window has a maximum
  * length after which everything is released on its own.
  *
