@@ -7,6 +7,7 @@
  * at once) and prints "holding"; with -p, only prepares and prints
  * "prepared". Then reads commands, one a line, on stdin:
  *   engage     prints "engaged in MS ms" (the time net_hold_engage took)
+ *   engage-nowait  net_hold_engage_nowait, prints "engage posted"
  *   disengage  prints "disengaged held=N expired=0|1"
  *   mac MAC    the guest's MAC for the next disengage, prints "mac set"
  *   release    (or end of file) releases, prints what was held, and exits.
@@ -42,6 +43,11 @@ static int command(struct net_hold *h, char *line)
 			fprintf(stderr, "net-hold: cannot engage: %s\n", strerror(-r));
 		else
 			printf("engaged in %.3f ms\n", (double)t / 1e6);
+		return 0;
+	}
+	if (str_eq(line, "engage-nowait\n")) {
+		net_hold_engage_nowait(h);
+		printf("engage posted\n");
 		return 0;
 	}
 	if (str_eq(line, "disengage\n")) {

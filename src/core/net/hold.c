@@ -81,6 +81,7 @@ struct net_hold {
 	int err; /* the first error outside a command */
 	/* worker state */
 	bool compat, rules, engaged;
+	bool posted; /* the caller posted cmd and has not had the answer yet */
 	uint64_t window_start;
 	struct net_hold_stats win, total;
 	struct mnl_socket *nl;
@@ -558,9 +559,14 @@ static bool run_cmd(struct net_hold *h)
 
 	wait_fd(h->cmd_fd);
 	switch (h->cmd) {
-	case HOLD_ENGAGE:
+	case HOLD_ENGAGE: {
+		uint64_t start = now_ns();
 		h->cmd_err = hold_engage(h);
+		h->win.engage_ns = h->total.engage_ns = now_ns() - start;
+		/* an engage not waited for (net_hold_engage_nowait) fails at the release */
+		note_err(h, h->cmd_err);
 		break;
+	}
 	case HOLD_DISENGAGE:
 		h->cmd_err = hold_disengage(h, false);
 		break;
@@ -719,32 +725,50 @@ fail:
 	return r;
 }
 
+/* The worker's answer to the command posted last; 0 when there is none outstanding. */
+static int hold_wait(struct net_hold *h)
+{
+	if (!h->posted)
+		return 0;
+	wait_fd(h->done_fd);
+	h->posted = false;
+	return h->cmd_err;
+}
+
+static void hold_post(struct net_hold *h, enum hold_cmd cmd)
+{
+	(void)hold_wait(h);
+	h->cmd = cmd;
+	h->posted = true;
+	signal_fd(h->cmd_fd);
+}
+
+static int hold_call(struct net_hold *h, enum hold_cmd cmd)
+{
+	hold_post(h, cmd);
+	return hold_wait(h);
+}
+
 void net_hold_set_guest_mac(struct net_hold *h, const uint8_t mac[6])
 {
 	/* Read by the worker only inside a command, which the eventfds order after this. */
+	(void)hold_wait(h);
 	h->have_mac = mac != NULL;
 	if (mac)
 		memcpy(h->guest_mac, mac, sizeof h->guest_mac);
 }
 
-static int hold_call(struct net_hold *h, enum hold_cmd cmd)
-{
-	h->cmd = cmd;
-	signal_fd(h->cmd_fd);
-	wait_fd(h->done_fd);
-	return h->cmd_err;
-}
-
 int net_hold_engage(struct net_hold *h)
 {
-	uint64_t start = now_ns();
-	int r;
-
 	if (!h)
 		return -EINVAL;
-	r = hold_call(h, HOLD_ENGAGE);
-	h->win.engage_ns = h->total.engage_ns = now_ns() - start;
-	return r;
+	return hold_call(h, HOLD_ENGAGE);
+}
+
+void net_hold_engage_nowait(struct net_hold *h)
+{
+	if (h)
+		hold_post(h, HOLD_ENGAGE);
 }
 
 int net_hold_disengage(struct net_hold *h, struct net_hold_stats *stats)

@@ -39,7 +39,7 @@ struct net_hold_stats {
 	bool expired;        /* a window reached its maximum length */
 	bool compat;         /* the xtables NFQUEUE target is used */
 	uint64_t window_ns;  /* how long the window(s) were open */
-	uint64_t engage_ns;  /* how long the last net_hold_engage() took */
+	uint64_t engage_ns;  /* how long the worker took for the last engage */
 };
 
 struct net_hold;
@@ -52,6 +52,12 @@ struct net_hold;
 int net_hold_prepare(const char *netns, const struct net_hold_opts *opts, struct net_hold **out);
 /* Hold from now on (a window starts). Nothing happens when already engaged. */
 int net_hold_engage(struct net_hold *h);
+/*
+ * The same without waiting for the worker (0.1-0.5 ms, when it adds the
+ * rules the first time): the hold's next call waits for it, and a failure
+ * comes back from net_hold_release().
+ */
+void net_hold_engage_nowait(struct net_hold *h);
 /*
  * End the window: stop holding, release what was held, stay prepared for
  * another net_hold_engage(). STATS (may be NULL) describe that window only.
