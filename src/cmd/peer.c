@@ -189,7 +189,8 @@ static void peer_release(struct peer *p)
 	r = net_hold_release(p->hold, &st);
 	p->hold = NULL;
 	if (r < 0)
-		log_warn("holding the guest's packets in '%s' failed: %s", p->cfg->vm.netns, strerror(-r));
+		log_warn("holding the guest's packets in '%s' failed: %s", p->cfg->vm.netns,
+			 strerror(-r));
 	log_released(&st);
 }
 
