@@ -329,6 +329,8 @@ static int peer_vm_start(struct peer *p, const struct vmmig_wait *wait)
 		 */
 		peer_disengage(p);
 	}
+	if (r == 0)
+		store_expose_warm(p->expose); /* not while the VM loaded */
 	if (p->vm)
 		vmmig_set_writer(p->vm, peer_write, p);
 	/* Running: the source may learn it now (RESUMED), AfterResume can take a while. */

@@ -478,7 +478,10 @@ static void test_prefill(void)
 	store_device_deliver(dst, 6, buf, BS);
 	memset(buf, 'h', BS);
 	store_device_deliver(dst, 9, buf, BS);
-	ok(cached_soon(m, 9, true), "prefill: stopped, a dropped block that arrives is read in");
+	usleep(100000);
+	ok(!cached(m, 9), "prefill: stopped, a dropped block arriving waits while the VM loads");
+	store_expose_warm(e);
+	ok(cached_soon(m, 9, true), "prefill: ... and is read in once the VM runs");
 	ok(!cached(m, 6), "prefill: stopped, other arrivals stay out of the page cache");
 	ok(w != MAP_FAILED && w[0] == 'W' && ((char *)m)[11 * BS + 1] == 'k',
 	   "prefill: reading blocks in keeps what was written into their pages");

@@ -192,6 +192,12 @@ void store_expose_settle(struct store_expose *e)
 		e->ops->settle(e);
 }
 
+void store_expose_warm(struct store_expose *e)
+{
+	if (e && e->ops->warm)
+		e->ops->warm(e);
+}
+
 int store_expose_flush_all(struct store_expose *e)
 {
 	for (size_t i = 0; i < e->n; i++) {

@@ -374,6 +374,8 @@ struct store_expose_ops {
 	int (*prefill)(struct store_expose *e, size_t i);
 	/* optional: store_expose_settle */
 	void (*settle)(struct store_expose *e);
+	/* optional: store_expose_warm */
+	void (*warm)(struct store_expose *e);
 };
 
 /*
@@ -397,9 +399,10 @@ const char *store_expose_kind_name(const struct store_expose *e);
  * page in turn. Only while nothing writes through the exposure (a VM that
  * has not run yet): a copy could overwrite a write still in the cache.
  * Other backends: nothing to do (0). store_expose_prefill_stop ends it for
- * every device and returns once no copy is underway any more; from then on
- * the blocks that dirty lists dropped are read into the cache as they come
- * back (a read fills only pages the kernel does not hold).
+ * every device and returns once no copy is underway any more; from
+ * store_expose_warm on the blocks that dirty lists dropped are read into
+ * the cache as they come back (a read fills only pages the kernel does not
+ * hold).
  */
 int store_expose_prefill_start(struct store_expose *e, size_t i);
 void store_expose_prefill_stop(struct store_expose *e);
@@ -411,6 +414,11 @@ void store_expose_prefill_stop(struct store_expose *e);
  * reader for a delivery.
  */
 void store_expose_settle(struct store_expose *e);
+/*
+ * The VM loaded from the devices runs: after store_expose_prefill_stop the
+ * dropped blocks are read into the cache from here on, not while it loads.
+ */
+void store_expose_warm(struct store_expose *e);
 /* Write back pages a VMM dirtied through MAP_SHARED so the tracker sees them. */
 int store_expose_flush(struct store_expose *e, size_t i);
 int store_expose_flush_all(struct store_expose *e);
