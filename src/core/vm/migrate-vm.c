@@ -516,6 +516,7 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 		vm_err(m, r, err, errlen);
 		goto out;
 	}
+	log_debug("memory written back at %.6f", (double)realtime_ns() / 1e9);
 	vm_machine_copy(&meta.machine, &m->meta.machine);
 	r = vm_seal_state(state, size, stamp_write, m, (uint64_t)meta.machine.memory_mib * MIB, &meta);
 	if (r == 0)
@@ -524,7 +525,8 @@ int vmmig_suspend(struct vmmig *m, uint64_t *paused_ns, char *err, size_t errlen
 		snprintf(err, errlen, "cannot seal the snapshot: %s", strerror(-r));
 		goto out;
 	}
-	log_debug("VM suspended into its devices: snapshot %s, %" PRIu64 " bytes of state", meta.snapshot_id, size);
+	log_debug("VM suspended into its devices at %.6f: snapshot %s, %" PRIu64 " bytes of state",
+		  (double)realtime_ns() / 1e9, meta.snapshot_id, size);
 	/* The next suspend (after a failed migration) seals against this record. */
 	vm_meta_free(&m->meta);
 	m->meta = meta;
