@@ -135,7 +135,7 @@ wait_size "$T/order" 15 >/dev/null
 is "released: the latest flow first, each flow in order" "$(tr '\n' ' ' <"$T/order")" "B1 B2 C1 A1 A2 "
 # More than 256 held packets go with one batch verdict, in the order the
 # hold got them (a burst from one sender may already come in two streams:
-# veth queues what each CPU sends), none lost.
+# veth queues the packets sent from each CPU apart), none lost.
 # (the receiver's buffer forced to 4 MiB, SO_RCVBUFFORCE: 256 small datagrams fill the default)
 spawn ip netns exec "${P}g0" socat -u UDP-RECV:9203,sockopt-listen=1:33:x00004000 OPEN:"$T/many.got",creat,trunc
 wait_port "${P}g0" udp 9203
