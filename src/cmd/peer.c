@@ -181,7 +181,6 @@ static void log_released(const struct net_hold_stats *st)
 static void peer_release(struct peer *p)
 {
 	struct net_hold_stats st = { 0 };
-
 	int r;
 
 	if (!p->hold)
