@@ -812,7 +812,8 @@ static void fill_join(struct fuse_state *s)
 /*
  * Stop the prefill: once this returns no copy runs or starts, so none can
  * overwrite what the VM writes. With WARM the dropped blocks that are back,
- * and those that arrive from now on, are read in instead (see warm).
+ * and those that arrive from now on, are read in instead once the VM runs
+ * (see warm, fuse_warm).
  */
 static void fill_stop(struct fuse_state *s, bool warm)
 {
