@@ -95,8 +95,7 @@ struct net_hold {
 	struct net_addr dests[HOLD_MAX_DESTS]; /* of the packets held in this window */
 	unsigned n_dests;
 	struct held held[HOLD_ORDER_MAX]; /* this window's packets, in arrival order */
-	uint32_t n_held;
-	bool held_all; /* every packet waiting for a verdict is in held[] */
+	uint32_t n_held; /* counted on past HOLD_ORDER_MAX: then not all are in held[] */
 };
 
 /* The hooks the rules sit on: forwarded packets and the namespace's own. */
@@ -198,8 +197,6 @@ static void packet_seen(struct net_hold *h, const struct nlmsghdr *nlh)
 	}
 	if (h->n_held < HOLD_ORDER_MAX)
 		h->held[h->n_held] = (struct held){ h->max_id, flow_of(payload, len), h->n_held, 0 };
-	else
-		h->held_all = false;
 	h->n_held++;
 }
 
@@ -368,10 +365,9 @@ static int accept_all(struct net_hold *h)
 
 	if (!h->any)
 		return 0;
-	if (h->held_all && h->n_held > 1)
+	if (h->n_held > 1 && h->n_held <= HOLD_ORDER_MAX)
 		r = accept_in_order(h);
 	h->n_held = 0;
-	h->held_all = true;
 	/* Accepts every queued packet with an id up to max_id, in order. */
 	nlh = nfq_nlmsg_put(b, NFQNL_MSG_VERDICT_BATCH, h->queue_num);
 	nfq_nlmsg_verdict_put(nlh, (int)h->max_id, NF_ACCEPT);
@@ -472,7 +468,6 @@ static int hold_engage(struct net_hold *h)
 	r = drain(h);
 	h->n_dests = 0;
 	h->n_held = 0;
-	h->held_all = true;
 	if (r >= 0)
 		r = queue_mode(h, true);
 	if (r >= 0 && !h->rules) {
@@ -694,7 +689,6 @@ int net_hold_prepare(const char *netns, const struct net_hold_opts *opts, struct
 		return -EINVAL;
 	h = xcalloc(1, sizeof *h);
 	h->nsfd = h->cmd_fd = h->done_fd = -EBADF;
-	h->held_all = true;
 	snprintf(h->ifname, sizeof h->ifname, "%s", ifname);
 	hold_set_opts(h, opts);
 	h->buf = xcalloc(1, RECV_BUF);
