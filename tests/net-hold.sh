@@ -142,8 +142,16 @@ wait_port "${P}g0" udp 9203
 ok "hold starts" start_hold
 for i in $(seq 1 260); do printf '%03d\n' "$i"; done >"$T/many"
 in_host socat -u -b 4 OPEN:"$T/many" UDP:$HVI:9203
+# The guest's address was resolved by the traffic above. The release must
+# keep that entry: a forgotten one would queue the burst behind a new
+# resolution, and the kernel keeps only the latest few hundred packets
+# (by size) for that. With the wire stopped, nothing can resolve it anew.
+kill -STOP "${WIRE_PID[0]}"
 release_hold
+neigh=$(ip -n "${P}0" neigh show $GUEST4 dev tap0)
+kill -CONT "${WIRE_PID[0]}"
 like "260 datagrams held" "$(cat "$T/hold.out")" 'released held=260 '
+like "the release keeps the guest's resolved address (neighbour: '$neigh')" "$neigh" 'lladdr 02:00:00:00:00:02'
 wait_size "$T/many.got" 1040 >/dev/null
 is "... and all of them arrive after the release" "$(sort "$T/many.got" | tr -d '\n')" "$(tr -d '\n' <"$T/many")"
 

@@ -497,7 +497,7 @@ static void learn_neighbours(struct net_hold *h)
 {
 	if (!h->rt && net_nl_open(&h->rt) < 0)
 		return;
-	(void)net_neigh_flush(h->rt, h->ifname);
+	(void)net_neigh_flush_unresolved(h->rt, h->ifname);
 	for (unsigned i = 0; h->have_mac && i < h->n_dests; i++)
 		(void)net_neigh_set(h->rt, h->ifname, &h->dests[i], h->guest_mac);
 }

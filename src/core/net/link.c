@@ -88,14 +88,15 @@ static void neigh_flush_one(struct nl_object *obj, void *arg)
 	struct neigh_flush *f = arg;
 	int r;
 
-	if (rtnl_neigh_get_ifindex(n) != f->ifindex || (rtnl_neigh_get_state(n) & NUD_PERMANENT))
+	if (rtnl_neigh_get_ifindex(n) != f->ifindex ||
+	    !(rtnl_neigh_get_state(n) & (NUD_INCOMPLETE | NUD_FAILED)))
 		return;
 	r = rtnl_neigh_delete(f->sk, n, 0);
 	if (r < 0 && r != -NLE_OBJ_NOTFOUND && f->r == 0)
 		f->r = nlerr_to_errno(r);
 }
 
-int net_neigh_flush(struct nl_sock *sk, const char *ifname)
+int net_neigh_flush_unresolved(struct nl_sock *sk, const char *ifname)
 {
 	struct nl_cache *cache = NULL;
 	struct neigh_flush f = { .sk = sk };

@@ -26,11 +26,14 @@ int net_link_set_mac(struct nl_sock *sk, const char *name, const uint8_t mac[6])
 /* 0 when the link did not exist. */
 int net_link_delete(struct nl_sock *sk, const char *name);
 /*
- * Forget what the neighbour tables learned on interface IFNAME (entries
- * that are not permanent): the next packet resolves its address afresh,
- * at once, instead of waiting for a pending or failed entry's next probe.
+ * Forget the neighbour entries on interface IFNAME that have no link-layer
+ * address to use (being resolved, or failed): the next packet to such an
+ * address resolves it afresh, at once, instead of waiting for the entry's
+ * next probe. Entries with an address stay: packets to them leave at once,
+ * where a forgotten one would queue every packet behind a new resolution,
+ * and the kernel's queue for that keeps only the latest few hundred.
  */
-int net_neigh_flush(struct nl_sock *sk, const char *ifname);
+int net_neigh_flush_unresolved(struct nl_sock *sk, const char *ifname);
 /*
  * Tell IFNAME's neighbour table that ADDR is at link-layer address MAC, in
  * state STALE: used at once, confirmed by the kernel later. -EADDRNOTAVAIL
