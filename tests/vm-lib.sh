@@ -194,6 +194,14 @@ client_gaps() {
 		{ lt = $1; prevns = $2 }' "$1"
 }
 
+# The client's answers whose counter is below the one before, each with
+# the answer before it (time, namespace, counter).
+client_backs() {
+	awk '{ split($4, c, "=") }
+		NR > 1 && c[2] + 0 < last { printf "%s%s %s %s -> %s %s %s", n++ ? "; " : "", lt, prevns, last, $1, $2, c[2] }
+		{ lt = $1; prevns = $2; last = c[2] + 0 }' "$1"
+}
+
 no_mount_of() { ! grep -q "$T/mnt/drafter-$1" /proc/mounts; }
 
 # A FUSE server that died leaves its VMM waiting on the mount: abort the connection first.
