@@ -113,6 +113,13 @@ vmm=$(vmm_of $runpid)
 ok "run 2: QEMU runs as a child of drafter" test -n "$vmm"
 like "run 2: restored with the recorded virtio-serial ports" "$(tr '\0' ' ' </proc/$vmm/cmdline)" \
 	'virtio-serial-device,id=vser0,max_ports=3 '
+# QEMU advises huge pages on guest RAM; drafter refuses that advice (a seccomp filter), which
+# on a file mapping would only make each page fault read 2-4 MiB around it (docs/vm.md).
+mem=$(tr '\0' '\n' </proc/$vmm/cmdline | sed -n 's/.*mem-path=\([^,]*\).*/\1/p' | head -1)
+flags=$(awk -v f="$mem" '/^[0-9a-f]+-[0-9a-f]+ / { m = $NF == f; next } m && /^VmFlags:/ { print; exit }' \
+	/proc/$vmm/smaps)
+like "run 2: guest RAM is a shared mapping of its file ($mem)" "$flags" ' sh '
+fails "run 2: ... without the huge-page advice ($flags)" grep -q ' hg' <<<"$flags"
 kill -KILL $vmm
 wait $runpid
 rc=$?

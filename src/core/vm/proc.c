@@ -11,9 +11,11 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <grp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include "core/io.h"
 #include "core/log.h"
@@ -123,6 +128,44 @@ static int parse_cpulist(const char *s, cpu_set_t *set)
 	return CPU_COUNT(set) ? 0 : -EINVAL;
 }
 
+#if defined(__x86_64__)
+#define SECCOMP_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SECCOMP_ARCH AUDIT_ARCH_AARCH64
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ARG_LOW(n) (offsetof(struct seccomp_data, args[n]))
+#else
+#define ARG_LOW(n) (offsetof(struct seccomp_data, args[n]) + 4)
+#endif
+
+/*
+ * In the child: make madvise(MADV_HUGEPAGE) fail with EINVAL, as on a kernel
+ * without transparent huge pages. QEMU gives that advice on all guest RAM.
+ * drafter's guest RAM is a shared mapping of a file (through FUSE or not),
+ * which gets no huge page from it, only a read-around of 2-4 MiB at every
+ * page fault instead of the file's read-ahead window (docs/vm.md). Best
+ * effort: without the privilege to install the filter, there is none.
+ */
+static void refuse_hugepage_advice(void)
+{
+#ifdef SECCOMP_ARCH
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SECCOMP_ARCH, 0, 5),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LOW(2)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_HUGEPAGE, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = ARRAY_SIZE(f), .filter = f };
+
+	(void)prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+#endif
+}
+
 static _Noreturn void child_fail(int errfd, int err)
 {
 	/* The parent learns why exec failed through the CLOEXEC pipe. */
@@ -183,6 +226,8 @@ int vm_spawn(const struct vm_spawn *sp, pid_t *ret_pid, int *ret_pidfd)
 			child_fail(pipefd[1], errno);
 		if (pin && sched_setaffinity(0, sizeof cpuset, &cpuset) < 0)
 			child_fail(pipefd[1], errno);
+		if (sp->no_hugepage_advice)
+			refuse_hugepage_advice();
 		/* Drop privileges last: joining the namespace needs them. */
 		if (sp->uid || sp->gid) {
 			if (setgroups(0, NULL) < 0 || setresgid(sp->gid, sp->gid, sp->gid) < 0 ||

@@ -282,6 +282,7 @@ static int qemu_start(struct vm *vm, bool incoming)
 		.uid = vm->spec.cfg ? vm->spec.cfg->uid : 0,
 		.gid = vm->spec.cfg ? vm->spec.cfg->gid : 0,
 		.numa_node = vm->spec.cfg ? vm->spec.cfg->numa_node : -1,
+		.no_hugepage_advice = true,
 	};
 	r = vm_spawn(&sp, &vm->pid, &vm->pidfd);
 	if (r < 0)

@@ -260,6 +260,7 @@ struct vm_spawn {
 	uid_t uid;             /* run as UID:GID when either is not 0 */
 	gid_t gid;
 	int numa_node;         /* pin to this node's CPUs when its cpulist is readable; -1: no */
+	bool no_hugepage_advice; /* madvise(MADV_HUGEPAGE) fails with EINVAL in the child */
 };
 /* The CPU list of NUMA node NODE ("0-3,8"), from sysfs. */
 int vm_numa_cpulist(int node, char *buf, size_t len);
