@@ -37,10 +37,12 @@
 /* Prefill: arrived blocks waiting to be copied into the page cache (store-fillq.c). */
 #define PREFILL_QUEUE 16384
 /*
- * Prefill region, as a shift of bytes: a fault in a mapping advised for huge
- * pages reads whatever of the 2 MiB around it is not cached yet, one FUSE
- * read per gap, so a region's blocks of zeros are copied too once it holds
- * data.
+ * Prefill region, as a shift of bytes: once a region holds data, its blocks
+ * of zeros are copied too, so that faults around the data find them cached.
+ * Sized for a mapping advised for huge pages, where a fault reads whatever
+ * of the 2 MiB around it is not cached, one FUSE read per gap; drafter's
+ * QEMU no longer gives that advice (docs/vm.md), and reads the file's
+ * read-ahead window around a fault instead.
  */
 #define PREFILL_REGION_SHIFT 21
 #define ROOT_INO      1
