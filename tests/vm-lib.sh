@@ -88,6 +88,21 @@ ask() {
 	esac
 }
 
+# ask_stamped NS [TIMEOUT [CONNECT_TIMEOUT]]: like ask, the answer preceded by the time it came
+# (not the time the connection ended: a VM paused between its answer and its FIN leaves
+# socat waiting for TIMEOUT, and the clients' answers are put in order by these times).
+ask_stamped() {
+	in_netns "$1" socat -T "${2:-2}" - "TCP:$vm_guest,connect-timeout=${3:-1}" </dev/null 2>/dev/null | {
+		IFS= read -r line || exit 1
+		t=$(date +%s.%N)
+		cat >/dev/null
+		case "$line" in
+		boot_id=*) printf '%s %s\n' "$t" "$line" ;;
+		*) exit 1 ;;
+		esac
+	}
+}
+
 query() {
 	local i
 	for i in $(seq 1 100); do
@@ -146,8 +161,8 @@ vm_nat() {
 # loop per namespace, so that a guest that does not answer (paused, or gone
 # with the source) holds up no other, and a gap between answers is the
 # service's, not the client's timeouts. Answers go to LOG, one line each,
-# "<time> <namespace> <answer>[ <output of NOTE>]", sorted by time once the
-# client is stopped (kill $client; wait $client).
+# "<time it came> <namespace> <answer>[ <output of NOTE>]", sorted by time
+# once the client is stopped (kill $client; wait $client).
 start_client() {
 	local note=
 	if [ "$1" = -n ]; then
@@ -165,8 +180,8 @@ start_client() {
 			(
 				local line
 				while :; do
-					if line=$(ask "$ns" "" 1 0.3); then
-						echo "$(date +%s.%N) $ns $line${note:+ $($note)}" >>"$log"
+					if line=$(ask_stamped "$ns" 1 0.3); then
+						echo "${line%% *} $ns ${line#* }${note:+ $($note)}" >>"$log"
 					fi
 					sleep 0.05
 				done
