@@ -79,21 +79,19 @@ in_netns() { # in_netns NS CMD...: CMD in network namespace NS, or here when NS 
 	if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
 }
 
+# ask NS [ADDR [TIMEOUT [CONNECT_TIMEOUT]]]: the guest service's answer, asked from namespace NS.
 ask() {
 	local line
-	line=$(in_netns "$1" socat -T "${3:-2}" - "TCP:${2:-$vm_guest},connect-timeout=${4:-1}" </dev/null 2>/dev/null)
-	case "$line" in
-	boot_id=*) printf '%s\n' "$line" ;;
-	*) return 1 ;;
-	esac
+	line=$(ask_stamped "$@") || return 1
+	printf '%s\n' "${line#* }"
 }
 
-# ask_stamped NS [TIMEOUT [CONNECT_TIMEOUT]]: like ask, the answer preceded by the time it came
+# ask_stamped NS [ADDR [TIMEOUT [CONNECT_TIMEOUT]]]: ask's answer preceded by the time it came
 # (not the time the connection ended: a VM paused between its answer and its FIN leaves
 # socat waiting for TIMEOUT, and the clients' answers are put in order by these times).
 ask_stamped() {
-	in_netns "$1" socat -T "${2:-2}" - "TCP:$vm_guest,connect-timeout=${3:-1}" </dev/null 2>/dev/null | {
-		IFS= read -r line || exit 1
+	in_netns "$1" socat -T "${3:-2}" - "TCP:${2:-$vm_guest},connect-timeout=${4:-1}" </dev/null 2>/dev/null | {
+		IFS= read -r line || [ -n "$line" ] || exit 1
 		t=$(date +%s.%N)
 		cat >/dev/null
 		case "$line" in
@@ -180,7 +178,7 @@ start_client() {
 			(
 				local line
 				while :; do
-					if line=$(ask_stamped "$ns" 1 0.3); then
+					if line=$(ask_stamped "$ns" "" 1 0.3); then
 						echo "${line%% *} $ns ${line#* }${note:+ $($note)}" >>"$log"
 					fi
 					sleep 0.05
