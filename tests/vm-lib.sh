@@ -28,6 +28,7 @@
 #                             in the NS that answered last first; LOG gets "TIME NS
 #                             LINE [FUNC's output]" per answer
 #   client_summary LOG        "BACK OTHER SWITCHES GAP FIRST-NS LAST-NS" of a client log
+#   client_lost LOG           how many answers of a client log report lost writes (stale=)
 #   no_mount_of PID           the drafter PID has nothing mounted under $T/mnt
 #   vm_nat_end                end the drafter nat processes (TERM, KILL after 30 s)
 #   vm_end_all                end $pids (TERM, then KILL), unmount $T/mnt, vm_nat_end
@@ -213,6 +214,13 @@ client_backs() {
 	awk '{ split($4, c, "=") }
 		NR > 1 && c[2] + 0 < last { printf "%s%s %s %s -> %s %s %s", n++ ? "; " : "", lt, prevns, last, $1, $2, c[2] }
 		{ lt = $1; prevns = $2; last = c[2] + 0 }' "$1"
+}
+
+# How many of the client's answers report lost memory writes (a stale=
+# other than 0; drafter.dirty on the guest's command line, docs/guest-agent.md).
+client_lost() {
+	awk '{ for (i = 5; i <= NF; i++) if ($i ~ /^stale=/ && $i != "stale=0") { n++; break } }
+		END { print n + 0 }' "$1"
 }
 
 no_mount_of() { ! grep -q "$T/mnt/drafter-$1" /proc/mounts; }
