@@ -14,6 +14,8 @@ svc=$top_builddir/guest/drafter-testsvc
 
 netns_private
 fetch() { inns socat -T 5 - TCP:127.0.0.1:8080,connect-timeout=5 </dev/null; }
+# the pid of the service listening on port 8080 in the namespace
+svc_pid() { inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1; }
 
 echo 41 >"$T/value"
 echo 7 >"$T/suspends"
@@ -38,7 +40,7 @@ ok "no temporary file left behind" test ! -e "$T/.value.tmp"
 echo 3 >"$T/resumes"
 is "hook counters are read per connection" "$(field "$(fetch)" resumes)" 3
 
-pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+pid=$(svc_pid)
 ok "service process found" test -n "$pid"
 kill "$pid" 2>/dev/null
 timeout 10 tail --pid="$pid" -f /dev/null
@@ -46,7 +48,7 @@ v=$(cat "$T/value")
 inns "$svc" -daemon --state-dir "$T"
 l3=$(fetch)
 is "after a restart the disk counter continues from the file" "$(field "$l3" disk)" "$v"
-pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+pid=$(svc_pid)
 [ -n "$pid" ] && kill "$pid" && timeout 10 tail --pid="$pid" -f /dev/null
 
 # the memory dirtier (bench/migrate): parameters from the kernel command line
@@ -59,7 +61,7 @@ l5=$(fetch)
 ok "... and it keeps dirtying ($(field "$l4" dirtied) -> $(field "$l5" dirtied) MiB)" \
 	test "$(field "$l5" dirtied)" -gt "$(field "$l4" dirtied)"
 is "... without losing a write" "$(field "$l5" stale)" 0
-pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+pid=$(svc_pid)
 # A lost write, as a migration could lose one: the first page of the 4 MiB
 # buffer (its only anonymous mapping of that size) gets a stamp the dirtier
 # never wrote. Its next sweep (every 1/16 s) must count the page as stale.
@@ -79,7 +81,7 @@ printf 'drafter.dirty=x\n' >"$T/cl"
 inns "$svc" -daemon --state-dir "$T" --cmdline "$T/cl" 2>"$T/err"
 like "a bad rate is reported" "$(cat "$T/err")" 'not dirtying memory'
 like "... and the service runs with the plain line" "$(fetch)" ' resumes=[0-9]+$'
-pid=$(inns ss -Hltnp 'sport = :8080' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+pid=$(svc_pid)
 [ -n "$pid" ] && kill "$pid"
 
 out=$("$svc" --port 0 2>&1)
