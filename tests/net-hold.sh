@@ -150,7 +150,11 @@ kill -STOP "${WIRE_PID[0]}"
 release_hold
 neigh=$(ip -n "${P}0" neigh show $GUEST4 dev tap0)
 kill -CONT "${WIRE_PID[0]}"
-like "260 datagrams held" "$(cat "$T/hold.out")" 'released held=260 '
+# at least ours: any other packet that leaves through the TAP in the window
+# is held too (one CI run held 261); the check below that the 260 arrive,
+# each once, is what counts
+held=$(sed -n 's/.*released held=\([0-9]*\) .*/\1/p' "$T/hold.out")
+ok "260 datagrams held (${held:-none} packets in all)" test "${held:-0}" -ge 260
 like "the release keeps the guest's resolved address (neighbour: '$neigh')" "$neigh" 'lladdr 02:00:00:00:00:02'
 wait_size "$T/many.got" 1040 >/dev/null
 is "... and all of them arrive after the release" "$(sort "$T/many.got" | tr -d '\n')" "$(tr -d '\n' <"$T/many")"
